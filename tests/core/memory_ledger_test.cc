@@ -1,0 +1,74 @@
+// The memory ledger counts every storage under its tag, follows retagging and frees, and keeps
+// peaks until they are reset.
+#include <gtest/gtest.h>
+
+#include "core/memory_ledger.h"
+#include "core/ops.h"
+
+namespace shardlab {
+namespace {
+
+const TagBytes& cpu_tag(const DeviceMemory& m, MemTag tag) { return m[tag]; }
+
+TEST(MemoryLedger, CountsAllocationsUnderTheScopedTagAndFreesThem) {
+  MemoryLedger& ledger = MemoryLedger::instance();
+  const DeviceMemory before = ledger.snapshot(Device::cpu());
+  {
+    MemTagScope scope(MemTag::optimizer_state);
+    Tensor a = Tensor::empty({1000}, DType::f32);  // 4000 bytes
+    Tensor b = Tensor::empty({10}, DType::bf16);   // 20 bytes
+    DeviceMemory during = ledger.snapshot(Device::cpu());
+    EXPECT_EQ(cpu_tag(during, MemTag::optimizer_state).live - cpu_tag(before, MemTag::optimizer_state).live, 4020);
+    EXPECT_EQ(during.live - before.live, 4020);
+    // A view allocates nothing.
+    Tensor v = ops::transpose(ops::view(a, {10, 100}), 0, 1);
+    EXPECT_EQ(ledger.snapshot(Device::cpu()).live, during.live);
+  }
+  DeviceMemory after = ledger.snapshot(Device::cpu());
+  EXPECT_EQ(after.live, before.live);
+  EXPECT_EQ(cpu_tag(after, MemTag::optimizer_state).live, cpu_tag(before, MemTag::optimizer_state).live);
+}
+
+TEST(MemoryLedger, ScopesNestAndRestore) {
+  EXPECT_EQ(MemTagScope::current(), MemTag::other);
+  {
+    MemTagScope outer(MemTag::activation);
+    {
+      MemTagScope inner(MemTag::workspace);
+      EXPECT_EQ(MemTagScope::current(), MemTag::workspace);
+    }
+    EXPECT_EQ(MemTagScope::current(), MemTag::activation);
+  }
+  EXPECT_EQ(MemTagScope::current(), MemTag::other);
+}
+
+TEST(MemoryLedger, RetagMovesBytesBetweenRows) {
+  MemoryLedger& ledger = MemoryLedger::instance();
+  const DeviceMemory before = ledger.snapshot(Device::cpu());
+  Tensor w = Tensor::empty({256}, DType::f32);  // tagged `other`
+  w.retag(MemTag::parameter);
+  DeviceMemory m = ledger.snapshot(Device::cpu());
+  EXPECT_EQ(m[MemTag::parameter].live - before[MemTag::parameter].live, 1024);
+  EXPECT_EQ(m[MemTag::other].live, before[MemTag::other].live);
+  EXPECT_EQ(w.tag(), MemTag::parameter);
+}
+
+TEST(MemoryLedger, PeaksPersistUntilReset) {
+  MemoryLedger& ledger = MemoryLedger::instance();
+  ledger.reset_peaks();
+  const int64_t base = ledger.snapshot(Device::cpu()).live;
+  {
+    MemTagScope scope(MemTag::activation);
+    Tensor big = Tensor::empty({1 << 20}, DType::f32);  // 4 MiB
+  }
+  DeviceMemory m = ledger.snapshot(Device::cpu());
+  EXPECT_EQ(m.live, base);
+  EXPECT_GE(m.peak - base, 4 << 20);
+  EXPECT_GE(m[MemTag::activation].peak, 4 << 20);
+  ledger.reset_peaks();
+  EXPECT_EQ(ledger.snapshot(Device::cpu()).peak, base);
+  EXPECT_NE(ledger.table().find("cpu"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace shardlab
