@@ -261,6 +261,38 @@ Tensor argmax(const Tensor& t, int64_t dim, bool keepdim) {
   return max_impl("argmax", t, dim, keepdim, false).indices;
 }
 
+Tensor max_backward(const Tensor& grad, const Tensor& indices, const Shape& input_shape, int64_t dim, bool keepdim) {
+  const char* op = "max_backward";
+  check_cpu(op, {grad, indices});
+  check_float(op, grad);
+  SL_CHECK(indices.dtype() == DType::i64, op, ": indices must be i64, got ", dtype_name(indices.dtype()));
+  const int64_t nd = static_cast<int64_t>(input_shape.size());
+  const int64_t d = nd == 0 ? 0 : wrap_dim(dim, nd, op);
+  Shape reduced = input_shape;
+  if (nd > 0) reduced[d] = 1;
+  Tensor g = keepdim || nd == 0 ? grad : unsqueeze(grad, d);
+  Tensor idx = keepdim || nd == 0 ? indices : unsqueeze(indices, d);
+  SL_CHECK(g.shape() == reduced && idx.shape() == reduced, op, ": gradient of shape ", shape_str(grad.shape()),
+           " and indices of shape ", shape_str(indices.shape()), " do not fit an input of shape ",
+           shape_str(input_shape), " reduced over dim ", dim);
+  g = contiguous(g);
+  idx = contiguous(idx);
+  Tensor out = Tensor::zeros(input_shape, grad.dtype(), grad.device());
+  int64_t O = 1, R = 1, I = 1;
+  for (int64_t k = 0; k < nd; ++k) (k < d ? O : k == d ? R : I) *= input_shape[k];
+  dispatch_float(grad.dtype(), op, [&]<typename T>() {
+    const T* gp = g.data<T>();
+    const int64_t* ip = idx.data<int64_t>();
+    T* op_ = out.data<T>();
+    // Checked before the parallel loop: an exception must not escape an OpenMP region.
+    for (int64_t k = 0; k < O * I; ++k)
+      SL_CHECK(ip[k] >= 0 && ip[k] < R, op, ": index ", ip[k], " is out of range for dim ", dim, " of size ", R);
+#pragma omp parallel for schedule(static) if (O * I >= cpu::kParallelGrain && !omp_in_parallel())
+    for (int64_t k = 0; k < O * I; ++k) op_[(k / I * R + ip[k]) * I + k % I] = gp[k];
+  });
+  return out;
+}
+
 Tensor sum_to(const Tensor& t, const Shape& shape) {
   check_cpu("sum_to", {t});
   const int64_t nd = t.dim(), target = static_cast<int64_t>(shape.size());

@@ -16,6 +16,9 @@ struct MaxResult {
 };
 MaxResult max(const Tensor& t, int64_t dim, bool keepdim = false);
 Tensor argmax(const Tensor& t, int64_t dim, bool keepdim = false);
+// The gradient of max: zeros of `input_shape` with grad[j] written at indices[j] along `dim`.
+// grad and indices have the shape max returned (with or without the reduced dim, per keepdim).
+Tensor max_backward(const Tensor& grad, const Tensor& indices, const Shape& input_shape, int64_t dim, bool keepdim);
 // Sums a broadcast result back down to `shape` (the inverse of broadcasting, for gradients).
 Tensor sum_to(const Tensor& t, const Shape& shape);
 
