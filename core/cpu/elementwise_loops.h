@@ -83,8 +83,8 @@ void binary_loop(const Tensor& out, const Tensor& a, const Tensor& b, F&& f) {
                   });
 }
 
-// Blocked Eigen path: out = f(X) where X is an Eigen array (of acc_t<T>) holding a block of `a`.
-// f returns an Eigen array expression of the same length.
+// Blocked Eigen path: f(X, Y) assigns Y (an Eigen array map of acc_t<T>) from X, a block of `a`
+// in the same type. Writing into Y inside f keeps every Eigen temporary alive while it is read.
 template <typename T, typename F>
 void unary_array_loop(const Tensor& out, const Tensor& a, F&& f) {
   using A = acc_t<T>;
@@ -100,18 +100,20 @@ void unary_array_loop(const Tensor& out, const Tensor& a, F&& f) {
                       const T* x = pa + off[1] + s * st[1];
                       if constexpr (std::is_same_v<T, A>) {
                         if (st[0] == 1 && st[1] == 1) {  // contiguous: no staging copies
-                          Eigen::Map<EwArray<A>>(o, m) = f(Eigen::Map<const EwArray<A>>(x, m));
+                          Eigen::Map<EwArray<A>> y(o, m);
+                          f(Eigen::Map<const EwArray<A>>(x, m), y);
                           continue;
                         }
                       }
                       for (int64_t k = 0; k < m; ++k) xin[k] = static_cast<A>(x[k * st[1]]);
-                      Eigen::Map<EwArray<A>>(yout, m) = f(Eigen::Map<const EwArray<A>>(xin, m));
+                      Eigen::Map<EwArray<A>> y(yout, m);
+                      f(Eigen::Map<const EwArray<A>>(xin, m), y);
                       for (int64_t k = 0; k < m; ++k) o[k * st[0]] = static_cast<T>(yout[k]);
                     }
                   });
 }
 
-// Two-input version of unary_array_loop, with a and b broadcast to out's shape.
+// Two-input version of unary_array_loop, f(X, Y, Z), with a and b broadcast to out's shape.
 template <typename T, typename F>
 void binary_array_loop(const Tensor& out, const Tensor& a, const Tensor& b, F&& f) {
   using A = acc_t<T>;
@@ -131,15 +133,15 @@ void binary_array_loop(const Tensor& out, const Tensor& a, const Tensor& b, F&& 
                       const T* y = pb + off[2] + s * st[2];
                       if constexpr (std::is_same_v<T, A>) {
                         if (st[0] == 1 && st[1] == 1 && st[2] == 1) {
-                          Eigen::Map<EwArray<A>>(o, m) =
-                              f(Eigen::Map<const EwArray<A>>(x, m), Eigen::Map<const EwArray<A>>(y, m));
+                          Eigen::Map<EwArray<A>> z(o, m);
+                          f(Eigen::Map<const EwArray<A>>(x, m), Eigen::Map<const EwArray<A>>(y, m), z);
                           continue;
                         }
                       }
                       for (int64_t k = 0; k < m; ++k) xin[k] = static_cast<A>(x[k * st[1]]);
                       for (int64_t k = 0; k < m; ++k) yin[k] = static_cast<A>(y[k * st[2]]);
-                      Eigen::Map<EwArray<A>>(zout, m) =
-                          f(Eigen::Map<const EwArray<A>>(xin, m), Eigen::Map<const EwArray<A>>(yin, m));
+                      Eigen::Map<EwArray<A>> z(zout, m);
+                      f(Eigen::Map<const EwArray<A>>(xin, m), Eigen::Map<const EwArray<A>>(yin, m), z);
                       for (int64_t k = 0; k < m; ++k) o[k * st[0]] = static_cast<T>(zout[k]);
                     }
                   });
