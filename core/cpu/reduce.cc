@@ -48,7 +48,8 @@ std::vector<bool> reduce_mask(const Tensor& t, const std::vector<int64_t>& dims,
       SL_CHECK(d == 0 || d == -1, op, ": dim ", d, " is out of range for a tensor of shape ", shape_str(t.shape()));
       continue;
     }
-    int64_t w = wrap_dim(d, nd, op);
+    SL_CHECK(d >= -nd && d < nd, op, ": dim ", d, " is out of range for a tensor of shape ", shape_str(t.shape()));
+    const int64_t w = d < 0 ? d + nd : d;
     SL_CHECK(!mask[w], op, ": dim ", d, " appears more than once in the reduced dims of a tensor of shape ",
              shape_str(t.shape()));
     mask[w] = true;

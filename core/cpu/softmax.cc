@@ -50,8 +50,9 @@ void for_each_line(const LineLayout& L, Line&& line) {
 Tensor softmax_impl(const char* op, const Tensor& t, int64_t dim, bool log) {
   check_cpu(op, {t});
   check_float(op, t);
-  const int64_t nd = std::max<int64_t>(t.dim(), 1);
-  const int64_t d = wrap_dim(dim, nd, op);
+  const int64_t nd = std::max<int64_t>(t.dim(), 1);  // a scalar is one line of one element
+  SL_CHECK(dim >= -nd && dim < nd, op, ": dim ", dim, " is out of range for a tensor of shape ", shape_str(t.shape()));
+  const int64_t d = dim < 0 ? dim + nd : dim;
   Tensor x = contiguous(t);
   Tensor y = Tensor::empty(t.shape(), t.dtype(), t.device());
   LineLayout L = line_layout(t.dim() == 0 ? Shape{1} : t.shape(), d);
