@@ -44,6 +44,7 @@ void fill_(const Tensor& dst, double value) {
 }
 
 Tensor clone(const Tensor& t) {
+  check_cpu("clone", {t});
   Tensor out = Tensor::empty(t.shape(), t.dtype(), t.device());
   copy_(out, t);
   return out;
@@ -53,6 +54,7 @@ Tensor contiguous(const Tensor& t) { return t.is_contiguous() ? t : clone(t); }
 
 Tensor to_dtype(const Tensor& t, DType dtype) {
   if (t.dtype() == dtype) return t;
+  check_cpu("to_dtype", {t});
   Tensor out = Tensor::empty(t.shape(), dtype, t.device());
   copy_(out, t);
   return out;
