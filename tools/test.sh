@@ -24,5 +24,5 @@ cmake "${cmake_args[@]}" "$@"
 cmake --build "$BUILD_DIR" -j "$JOBS"
 built=$SECONDS
 
-ctest --test-dir "$BUILD_DIR" --output-on-failure -j "$JOBS"
+ctest --test-dir "$BUILD_DIR" --output-on-failure --no-tests=error -j "$JOBS"
 echo "test.sh: build $((built - start)) s, tests $((SECONDS - built)) s, all passed"
