@@ -1,0 +1,251 @@
+// CPU matrix products: batched, broadcasting, any-stride matmul on Eigen's GEMM. f32/f64 operands
+// are mapped in place (transpose() views are column-major maps, not copies); bf16/f16 are widened
+// to f32 blocks, multiplied with f32 accumulation and rounded once on store.
+#include <omp.h>
+
+// GCC 12 reports false -Wmaybe-uninitialized warnings inside Eigen's AVX-512 reductions.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <Eigen/Core>
+#include <algorithm>
+#include <cstdint>
+#include <type_traits>
+#include <vector>
+
+#include "core/checks.h"
+#include "core/ops/linalg.h"
+#include "core/ops/views.h"
+#include "core/strided.h"
+
+namespace shardlab::ops {
+
+namespace {
+
+// Per-product work (M*N*K) below which a batch of products is split across threads by product
+// rather than letting Eigen split each product (Eigen wants ~50k multiply-adds per thread).
+constexpr double kSmallProduct = double(1 << 21);
+// Total work below which threads are not worth starting at all.
+constexpr double kMinParallelWork = double(1 << 16);
+// Elements converted per widening pass below which conversion stays on one thread.
+constexpr int64_t kConvertGrain = 1 << 16;
+// Target f32 scratch per row block of the widened left operand (bf16/f16 path), in floats.
+constexpr int64_t kWideBlockFloats = int64_t(1) << 21;
+
+// A matrix operand as Eigen's GEMM reads it without copying: one of its two strides is 1 and the
+// other becomes Eigen's outer stride.
+struct Layout {
+  bool row_major = true;
+  int64_t outer = 0;  // stride between rows (row-major) or between columns (column-major)
+};
+
+// The Eigen layout of a (rows, cols) matrix with element strides (rs, cs), or false when neither
+// stride is 1 (e.g. a stepped slice), which Eigen's GEMM cannot read in place. Size-1 dims place
+// no constraint on their stride.
+bool eigen_layout(int64_t rows, int64_t cols, int64_t rs, int64_t cs, Layout& out) {
+  if (cols == 1 || cs == 1) {
+    out = {true, rows == 1 ? std::max<int64_t>(cols, 1) : rs};
+    return true;
+  }
+  if (rows == 1 || rs == 1) {
+    out = {false, cols == 1 ? std::max<int64_t>(rows, 1) : cs};
+    return true;
+  }
+  return false;
+}
+
+// C (M, N), row-major with row stride ldc, = A (M, K) @ B (K, N), one Eigen GEMM (Eigen splits it
+// across OpenMP threads unless it is called from inside a parallel region).
+template <typename T, int AOrder, int BOrder>
+void eigen_gemm(const T* a, int64_t a_outer, const T* b, int64_t b_outer, T* c, int64_t ldc, int64_t M, int64_t K,
+                int64_t N) {
+  using Stride = Eigen::OuterStride<>;
+  using AMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, AOrder>;
+  using BMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, BOrder>;
+  using CMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  Eigen::Map<const AMat, 0, Stride> A(a, M, K, Stride(a_outer));
+  Eigen::Map<const BMat, 0, Stride> B(b, K, N, Stride(b_outer));
+  Eigen::Map<CMat, 0, Stride> C(c, M, N, Stride(ldc));
+  C.noalias() = A * B;
+}
+
+template <typename T>
+void gemm(const T* a, Layout la, const T* b, Layout lb, T* c, int64_t ldc, int64_t M, int64_t K, int64_t N) {
+  constexpr int R = Eigen::RowMajor, C = Eigen::ColMajor;
+  if (la.row_major && lb.row_major) eigen_gemm<T, R, R>(a, la.outer, b, lb.outer, c, ldc, M, K, N);
+  else if (la.row_major) eigen_gemm<T, R, C>(a, la.outer, b, lb.outer, c, ldc, M, K, N);
+  else if (lb.row_major) eigen_gemm<T, C, R>(a, la.outer, b, lb.outer, c, ldc, M, K, N);
+  else eigen_gemm<T, C, C>(a, la.outer, b, lb.outer, c, ldc, M, K, N);
+}
+
+// n contiguous 16-bit floats -> f32 (and back, rounding to nearest even), vectorised by Eigen.
+template <typename T>
+void widen_run(const T* src, float* dst, int64_t n) {
+  using Src = Eigen::Array<T, Eigen::Dynamic, 1>;
+  Eigen::Map<Eigen::ArrayXf>(dst, n) = Eigen::Map<const Src>(src, n).template cast<float>();
+}
+template <typename T>
+void narrow_run(const float* src, T* dst, int64_t n) {
+  using Dst = Eigen::Array<T, Eigen::Dynamic, 1>;
+  Eigen::Map<Dst>(dst, n) = Eigen::Map<const Eigen::ArrayXf>(src, n).template cast<T>();
+}
+
+// Widens a (rows, cols) block with strides (rs, cs) into a dense f32 buffer, in whichever
+// orientation reads the source along its unit stride; returns the buffer's layout.
+template <typename T>
+Layout widen(const T* src, int64_t rows, int64_t cols, int64_t rs, int64_t cs, float* dst) {
+  const bool by_column = cs != 1 && rs == 1 && cols > 1;  // e.g. a transpose() view
+  const int64_t lines = by_column ? cols : rows, len = by_column ? rows : cols;
+  const int64_t line_stride = by_column ? cs : rs, step = by_column ? rs : cs;
+  const bool parallel = lines * len >= kConvertGrain && !omp_in_parallel() && lines > 1;
+#pragma omp parallel for schedule(static) if (parallel)
+  for (int64_t l = 0; l < lines; ++l) {
+    const T* s = src + l * line_stride;
+    float* d = dst + l * len;
+    if (step == 1) widen_run(s, d, len);
+    else for (int64_t k = 0; k < len; ++k) d[k] = static_cast<float>(s[k * step]);
+  }
+  return by_column ? Layout{false, rows} : Layout{true, cols};
+}
+
+// One product C = A @ B for 16-bit floats: B widened once, A widened and C computed in row blocks
+// so the f32 scratch stays bounded for tall (token-flattened) left operands.
+template <typename T>
+void gemm_16bit(const T* a, int64_t a_rs, int64_t a_cs, const T* b, int64_t b_rs, int64_t b_cs, T* c, int64_t M,
+                int64_t K, int64_t N) {
+  // Per-thread scratch, reused across the many small products of a batch.
+  thread_local std::vector<float> a_wide, b_wide, c_wide;
+  b_wide.resize(static_cast<size_t>(K * N));
+  Layout lb = widen(b, K, N, b_rs, b_cs, b_wide.data());
+  const int64_t block = std::min(M, std::max<int64_t>(64, kWideBlockFloats / std::max(K, N)));
+  a_wide.resize(static_cast<size_t>(std::min(block, M) * K));
+  c_wide.resize(static_cast<size_t>(std::min(block, M) * N));
+  for (int64_t r0 = 0; r0 < M; r0 += block) {
+    const int64_t rows = std::min(block, M - r0);
+    Layout la = widen(a + r0 * a_rs, rows, K, a_rs, a_cs, a_wide.data());
+    gemm<float>(a_wide.data(), la, b_wide.data(), lb, c_wide.data(), N, rows, K, N);
+    // Plain pointer: inside the parallel region `c_wide` would name each thread's own scratch.
+    const float* cw = c_wide.data();
+    const bool parallel = rows * N >= kConvertGrain && !omp_in_parallel();
+#pragma omp parallel for schedule(static) if (parallel)
+    for (int64_t r = 0; r < rows; ++r) narrow_run(cw + r * N, c + (r0 + r) * N, N);
+  }
+  // Do not pin a big weight's f32 copy to this thread for the life of the process.
+  for (auto* v : {&a_wide, &b_wide, &c_wide})
+    if (v->capacity() > static_cast<size_t>(kWideBlockFloats)) *v = std::vector<float>();
+}
+
+// One (M, K) @ (K, N) product into contiguous c, dispatching on the element type.
+template <typename T>
+void product(const T* a, int64_t a_rs, int64_t a_cs, const T* b, int64_t b_rs, int64_t b_cs, T* c, int64_t M,
+             int64_t K, int64_t N) {
+  if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
+    Layout la, lb;
+    const bool ok = eigen_layout(M, K, a_rs, a_cs, la) && eigen_layout(K, N, b_rs, b_cs, lb);
+    SL_CHECK(ok, "matmul: internal error: operand layout not readable by Eigen");  // copied earlier
+    gemm<T>(a, la, b, lb, c, N, M, K, N);
+  } else {
+    gemm_16bit<T>(a, a_rs, a_cs, b, b_rs, b_cs, c, M, K, N);
+  }
+}
+
+// Batch dims of `t` (all but the last two) as strides against the broadcast batch `batch`
+// (0 where t is broadcast or lacks the dim).
+Shape batch_strides(const Tensor& t, const Shape& batch) {
+  Shape out(batch.size(), 0);
+  const size_t own = t.shape().size() - 2, lead = batch.size() - own;
+  for (size_t d = 0; d < own; ++d) out[lead + d] = t.shape()[d] == 1 ? 0 : t.strides()[d];
+  return out;
+}
+
+// When dims [0, ndim-1) of t (its batch dims and rows) collapse into one dim with a single
+// stride, returns true and that stride: a (B, T, K) activation times a 2-D weight is then a
+// single (B*T, K) @ (K, N) GEMM.
+bool rows_collapse(const Tensor& t, int64_t& row_stride) {
+  row_stride = t.size(-1);  // any value is valid when every row dim has size 1
+  int64_t prev = -1;        // last non-trivial dim seen, walking inwards
+  for (int64_t d = 0; d + 1 < t.dim(); ++d) {
+    if (t.shape()[d] == 1) continue;
+    if (prev >= 0 && t.strides()[prev] != t.strides()[d] * t.shape()[d]) return false;
+    prev = d;
+    row_stride = t.strides()[d];
+  }
+  return true;
+}
+
+// f32/f64 operands whose matrix strides Eigen cannot read in place are copied once, contiguous.
+Tensor eigen_readable(const Tensor& t) {
+  if (t.dtype() != DType::f32 && t.dtype() != DType::f64) return t;  // widened per block anyway
+  Layout unused;
+  return eigen_layout(t.size(-2), t.size(-1), t.stride(-2), t.stride(-1), unused) ? t : contiguous(t);
+}
+
+}  // namespace
+
+Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
+  check_cpu("matmul", {a_in, b_in});
+  SL_CHECK(a_in.dim() >= 2 && b_in.dim() >= 2, "matmul: both operands need at least 2 dims, got a of shape ",
+           shape_str(a_in.shape()), " and b of shape ", shape_str(b_in.shape()));
+  check_same_dtype("matmul", a_in, b_in);
+  check_float("matmul", a_in);
+  const int64_t M = a_in.size(-2), K = a_in.size(-1), N = b_in.size(-1);
+  SL_CHECK(b_in.size(-2) == K, "matmul: inner dims mismatch: a of shape ", shape_str(a_in.shape()),
+           " @ b of shape ", shape_str(b_in.shape()), " (", K, " != ", b_in.size(-2), ")");
+
+  // Broadcast batch dims (numpy rules), with an error that shows both full shapes.
+  const Shape a_batch(a_in.shape().begin(), a_in.shape().end() - 2);
+  const Shape b_batch(b_in.shape().begin(), b_in.shape().end() - 2);
+  Shape batch(std::max(a_batch.size(), b_batch.size()), 1);
+  for (size_t i = 0; i < batch.size(); ++i) {
+    const int64_t sa = i < a_batch.size() ? a_batch[a_batch.size() - 1 - i] : 1;
+    const int64_t sb = i < b_batch.size() ? b_batch[b_batch.size() - 1 - i] : 1;
+    SL_CHECK(sa == sb || sa == 1 || sb == 1, "matmul: batch dims of a of shape ", shape_str(a_in.shape()),
+             " and b of shape ", shape_str(b_in.shape()), " cannot be broadcast");
+    batch[batch.size() - 1 - i] = sa == 1 ? sb : sa;
+  }
+  Shape out_shape = batch;
+  out_shape.push_back(M);
+  out_shape.push_back(N);
+  Tensor out = Tensor::empty(out_shape, a_in.dtype(), a_in.device());
+  if (out.numel() == 0) return out;
+  if (K == 0) {
+    fill_(out, 0.0);
+    return out;
+  }
+
+  const Tensor a = eigen_readable(a_in), b = eigen_readable(b_in);
+  const int64_t nbatch = shape_numel(batch);
+  dispatch_float(a.dtype(), "matmul", [&]<typename T>() {
+    const T* pa = static_cast<const T*>(a.storage()->data());
+    const T* pb = static_cast<const T*>(b.storage()->data());
+    T* pc = out.data<T>();
+    const int64_t a_rs = a.stride(-2), a_cs = a.stride(-1), b_rs = b.stride(-2), b_cs = b.stride(-1);
+
+    // Linear-layer case: b has no real batch, so a's (batch..., M) rows form one tall GEMM.
+    int64_t merged_rs = 0;
+    if (shape_numel(b_batch) == 1 && rows_collapse(a, merged_rs)) {
+      product<T>(pa + a.offset(), merged_rs, a_cs, pb + b.offset(), b_rs, b_cs, pc, nbatch * M, K, N);
+      return;
+    }
+
+    const Shape a_bs = batch_strides(a, batch), b_bs = batch_strides(b, batch);
+    auto one = [&](int64_t i) {
+      const T* ai = pa + a.offset() + offset_of(i, batch, a_bs);
+      const T* bi = pb + b.offset() + offset_of(i, batch, b_bs);
+      product<T>(ai, a_rs, a_cs, bi, b_rs, b_cs, pc + i * M * N, M, K, N);
+    };
+    // Many or small products: one product per thread (Eigen then stays single-threaded inside,
+    // since it sees an active parallel region). Few large ones: Eigen splits each product.
+    const double work = double(M) * double(N) * double(K);
+    const int threads = omp_get_max_threads();
+    const bool over_batch = nbatch > 1 && threads > 1 && !omp_in_parallel() &&
+                            (nbatch >= threads || work < kSmallProduct) && work * double(nbatch) >= kMinParallelWork;
+    if (over_batch) {
+#pragma omp parallel for schedule(dynamic, 1)
+      for (int64_t i = 0; i < nbatch; ++i) one(i);
+    } else {
+      for (int64_t i = 0; i < nbatch; ++i) one(i);
+    }
+  });
+  return out;
+}
+
+}  // namespace shardlab::ops
