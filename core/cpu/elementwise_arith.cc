@@ -92,9 +92,9 @@ void add_(const Tensor& dst, const Tensor& src, double alpha) {
   Shape shape = broadcast_shapes(dst.shape(), src.shape(), "add_");
   SL_CHECK(shape == dst.shape(), "add_: source of shape ", shape_str(src.shape()),
            " cannot be broadcast to destination shape ", shape_str(dst.shape()));
-  dst.bump_version();
   dispatch_numeric(dst.dtype(), "add_", [&]<typename T>() {
     const A<T> al = scalar_as<T>("add_", alpha, dst);
+    dst.bump_version();  // after every check: a failed call leaves dst and its version untouched
     // dst is both the output and the first operand; same offsets, so element-wise aliasing is safe.
     if (alpha == 1.0)
       cpu::binary_loop<T, T>(dst, dst, src, [](T x, T y) { return static_cast<T>(static_cast<A<T>>(x) + static_cast<A<T>>(y)); });
@@ -106,9 +106,9 @@ void add_(const Tensor& dst, const Tensor& src, double alpha) {
 
 void mul_(const Tensor& dst, double s) {
   check_cpu("mul_", {dst});
-  dst.bump_version();
   dispatch_numeric(dst.dtype(), "mul_", [&]<typename T>() {
     const A<T> v = scalar_as<T>("mul_", s, dst);
+    dst.bump_version();
     cpu::unary_loop<T, T>(dst, dst, [v](T x) { return static_cast<T>(static_cast<A<T>>(x) * v); });
   });
 }

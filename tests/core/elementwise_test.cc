@@ -306,6 +306,29 @@ TEST(Elementwise, InPlaceOpsWriteThroughAndBumpTheVersion) {
   EXPECT_EQ(ints.to_int_vector(), (std::vector<int64_t>{11, 12, 13}));
 }
 
+TEST(Elementwise, EmptyAndZeroDimTensors) {
+  Tensor e = Tensor::zeros({0, 3});
+  EXPECT_EQ(ops::add(e, Tensor::ones({3})).shape(), (Shape{0, 3}));
+  EXPECT_EQ(ops::exp(e).numel(), 0);
+  EXPECT_EQ(ops::where(Tensor::zeros({0, 1}, DType::u8), e, Tensor::ones({3})).shape(), (Shape{0, 3}));
+  Tensor s = Tensor::scalar(2.0, DType::f64), t = Tensor::scalar(3.0, DType::f64);
+  Tensor p = ops::pow(s, t);
+  EXPECT_EQ(p.dim(), 0);
+  EXPECT_DOUBLE_EQ(p.item(), 8.0);
+  EXPECT_DOUBLE_EQ(ops::mul(s, t).item(), 6.0);
+  EXPECT_DOUBLE_EQ(ops::sqrt(ops::mul_scalar(s, 2.0)).item(), 2.0);
+  EXPECT_EQ(ops::gt(t, s).item(), 1.0);
+}
+
+TEST(Elementwise, FailedInPlaceCallLeavesVersionAlone) {
+  Tensor ints = Tensor::from_ints({1, 2}, {2});
+  const uint64_t v0 = ints.version();
+  EXPECT_THROW(ops::mul_(ints, 0.5), Error);
+  EXPECT_THROW(ops::add_(ints, ints, 0.5), Error);
+  EXPECT_EQ(ints.version(), v0);
+  EXPECT_EQ(ints.to_int_vector(), (std::vector<int64_t>{1, 2}));
+}
+
 // Runs fn and expects a shardlab::Error whose message contains every piece of `needles`.
 void expect_error(const std::function<void()>& fn, const std::vector<std::string>& needles) {
   try {
