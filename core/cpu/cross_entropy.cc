@@ -26,8 +26,8 @@ std::vector<int64_t> checked_targets(const char* op, const Tensor& logits, const
   check_float(op, logits);
   SL_CHECK(logits.dim() == 2, op, ": logits must be (N, V), got shape ", shape_str(logits.shape()));
   const int64_t n = logits.size(0), v = logits.size(1);
-  SL_CHECK(targets.dim() == 1 && targets.size(0) == n, op, ": targets must be (N,) = (", n,
-           ") for logits of shape ", shape_str(logits.shape()), ", got shape ", shape_str(targets.shape()));
+  SL_CHECK(targets.dim() == 1 && targets.size(0) == n, op, ": targets must be (N,) = ", shape_str({n}),
+           " for logits of shape ", shape_str(logits.shape()), ", got shape ", shape_str(targets.shape()));
   std::vector<int64_t> t(static_cast<size_t>(n));
   dispatch_index(targets.dtype(), op, [&]<typename I>() {
     const I* p = targets.data<I>();
@@ -108,12 +108,12 @@ Tensor cross_entropy_bwd(const Tensor& dloss, const Tensor& logits, const Tensor
   const int64_t n = logits.size(0), v = logits.size(1);
   check_float(op, dloss);
   const DType loss_dtype = logits.dtype() == DType::f64 ? DType::f64 : DType::f32;
-  SL_CHECK(lse.dtype() == loss_dtype && lse.dim() == 1 && lse.size(0) == n, op, ": lse must be (", n, ") ",
+  SL_CHECK(lse.dtype() == loss_dtype && lse.dim() == 1 && lse.size(0) == n, op, ": lse must be ", shape_str({n}), " ",
            dtype_name(loss_dtype), " for logits of shape ", shape_str(logits.shape()), ", got ",
            dtype_name(lse.dtype()), " of shape ", shape_str(lse.shape()));
   if (reduction == Reduction::none)
-    SL_CHECK(dloss.dim() == 1 && dloss.size(0) == n, op, ": dloss must be (", n,
-             ") for reduction none and logits of shape ", shape_str(logits.shape()), ", got shape ",
+    SL_CHECK(dloss.dim() == 1 && dloss.size(0) == n, op, ": dloss must be ", shape_str({n}),
+             " for reduction none and logits of shape ", shape_str(logits.shape()), ", got shape ",
              shape_str(dloss.shape()));
   else
     SL_CHECK(dloss.numel() == 1, op, ": dloss must be a scalar for reduction mean or sum, got shape ",

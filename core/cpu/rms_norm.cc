@@ -22,7 +22,7 @@ int64_t check_rms_args(const char* op, const Tensor& x, const Tensor& weight) {
   SL_CHECK(x.dim() >= 1, op, ": x must have at least one dim, got shape ", shape_str(x.shape()));
   const int64_t d = x.size(-1);
   SL_CHECK(d > 0, op, ": x's last dim must be non-empty, got shape ", shape_str(x.shape()));
-  SL_CHECK(weight.dim() == 1 && weight.size(0) == d, op, ": weight must have shape (", d, ") to match x of shape ",
+  SL_CHECK(weight.dim() == 1 && weight.size(0) == d, op, ": weight must have shape ", shape_str({d}), " to match x of shape ",
            shape_str(x.shape()), ", got ", shape_str(weight.shape()));
   return d;
 }
@@ -89,8 +89,8 @@ RmsNormGrads rms_norm_bwd(const Tensor& dy, const Tensor& x, const Tensor& weigh
            shape_str(x.shape()));
   const int64_t rows = x.numel() / d;
   const DType stat_dtype = x.dtype() == DType::f64 ? DType::f64 : DType::f32;
-  SL_CHECK(rstd.dtype() == stat_dtype && rstd.dim() == 1 && rstd.size(0) == rows, op, ": rstd must be (", rows,
-           ") ", dtype_name(stat_dtype), " for x of shape ", shape_str(x.shape()), ", got ",
+  SL_CHECK(rstd.dtype() == stat_dtype && rstd.dim() == 1 && rstd.size(0) == rows, op, ": rstd must be ", shape_str({rows}),
+           " ", dtype_name(stat_dtype), " for x of shape ", shape_str(x.shape()), ", got ",
            dtype_name(rstd.dtype()), " of shape ", shape_str(rstd.shape()));
   const Tensor dyc = contiguous(dy), xc = contiguous(x), wc = contiguous(weight), rc = contiguous(rstd);
   RmsNormGrads grads{Tensor::empty(x.shape(), x.dtype(), x.device()),

@@ -60,7 +60,7 @@ Tensor rope_apply(const char* op, const Tensor& x, const Tensor& positions, cons
   const bool per_batch = positions.dim() == 2;
   SL_CHECK((positions.dim() == 1 && positions.size(0) == T) ||
                (per_batch && positions.size(0) == B && positions.size(1) == T),
-           op, ": positions must be (T,) = (", T, ") or (B, T) = (", B, ", ", T, ") for x of shape ",
+           op, ": positions must be (T,) = ", shape_str({T}), " or (B, T) = ", shape_str({B, T}), " for x of shape ",
            shape_str(x.shape()), ", got ", shape_str(positions.shape()));
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   if (x.numel() == 0) return y;
