@@ -1,0 +1,97 @@
+// Module: a named tree of parameters, buffers and child modules (PyTorch's nn.Module). It owns
+// registration, dotted names ("layers.0.self_attn.q_proj.weight"), train/eval mode, dtype and
+// device moves, and state dicts with strict key, shape and dtype checks.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace shardlab::nn {
+
+// Name -> tensor, ordered by registration (a vector of pairs keeps that order; lookups are rare).
+using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
+
+class Module {
+ public:
+  explicit Module(std::string type_name) : type_name_(std::move(type_name)) {}
+  virtual ~Module() = default;
+  Module(const Module&) = delete;
+  Module& operator=(const Module&) = delete;
+
+  const std::string& type_name() const { return type_name_; }
+
+  // Dotted names, depth first in registration order (the order PyTorch uses).
+  NamedTensors named_parameters() const;
+  std::vector<Tensor> parameters() const;
+  NamedTensors named_buffers() const;
+  std::vector<std::pair<std::string, Module*>> named_modules();
+  // The trainable parameters (requires_grad) only.
+  std::vector<Tensor> trainable_parameters() const;
+  int64_t num_parameters(bool trainable_only = false) const;
+
+  // Replaces the parameter or buffer called `name` (dotted, relative to this module) in place:
+  // used to swap in a converted tensor (dtype cast, device move, quantized weight).
+  void replace_tensor(const std::string& name, const Tensor& value);
+
+  void train(bool on = true);
+  void eval() { train(false); }
+  bool is_training() const { return training_; }
+
+  // Casts floating parameters and buffers (parameters keep requires_grad).
+  void to(DType dtype);
+
+  // Parameters and buffers by dotted name (the tensors themselves, not copies).
+  NamedTensors state_dict() const;
+  // Copies values in. With `strict`, a missing or unexpected key is an error naming it; a shape
+  // mismatch is always an error naming the key and both shapes; dtypes are converted.
+  void load_state_dict(const NamedTensors& state, bool strict = true);
+
+  Module* child(const std::string& name) const;
+
+ protected:
+  // Registers a parameter: tagged `parameter` in the memory ledger, requires_grad as given.
+  Tensor register_parameter(const std::string& name, Tensor value, bool requires_grad = true);
+  Tensor register_buffer(const std::string& name, Tensor value);
+  template <typename M>
+  std::shared_ptr<M> register_module(const std::string& name, std::shared_ptr<M> module) {
+    add_child(name, module);
+    return module;
+  }
+  // Looks up a registered parameter or buffer (for forward code that reads it after replacement).
+  const Tensor& tensor(const std::string& name) const;
+
+ private:
+  void add_child(const std::string& name, std::shared_ptr<Module> module);
+  void check_new_name(const std::string& name) const;
+  void collect(const std::string& prefix, bool params, bool buffers, NamedTensors& out) const;
+
+  std::string type_name_;
+  bool training_ = true;
+  NamedTensors params_;
+  NamedTensors buffers_;
+  std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
+};
+
+// A module with one tensor in and one out, with forward hooks that observe (input, output).
+class UnaryModule : public Module {
+ public:
+  using ForwardHook = std::function<void(const Module&, const Tensor& input, const Tensor& output)>;
+  using Module::Module;
+  Tensor operator()(const Tensor& input);
+  virtual Tensor forward(const Tensor& input) = 0;
+  // Returns a handle for remove_forward_hook.
+  int register_forward_hook(ForwardHook hook);
+  void remove_forward_hook(int handle);
+
+ private:
+  std::vector<std::pair<int, ForwardHook>> hooks_;
+  int next_hook_ = 0;
+};
+
+}  // namespace shardlab::nn
