@@ -28,9 +28,16 @@ template <typename T> using sum_acc_t = typename SumAccT<T>::type;
 
 // Columns handled by one task of a column reduction (the accumulators stay in L1).
 constexpr int64_t kColumnChunk = 1024;
-// Elements of one partial sum when a single row is split across threads; fixed so the result
-// does not depend on the thread count.
+// NOTE [deterministic splits]: when a reduction has fewer than kFewTasks independent outputs
+// (or column chunks), the reduced extent is also split into partial sums, so that threads have
+// work; the partials are combined in a fixed order. Every split depends only on the shape, never
+// on the thread count, so results are bit-identical whatever OMP_NUM_THREADS is.
+constexpr int64_t kFewTasks = 16;
+// Elements of one partial sum of a split row.
 constexpr int64_t kRowChunk = 16384;
+// Most segments a column reduction's rows are split into, and the fewest rows per segment.
+constexpr int64_t kMaxSegments = 64;
+constexpr int64_t kMinSegmentRows = 256;
 
 // A contiguous tensor viewed as (O, R, I) with R the reduced extent.
 struct ReduceLayout {
@@ -127,32 +134,56 @@ void sum_kernel(const T* in, Out* out, int64_t O, int64_t R, int64_t I, double s
     if constexpr (std::is_integral_v<Acc>) return static_cast<Out>(acc);
     else return convert<Out>(static_cast<Acc>(acc * static_cast<Acc>(scale)));
   };
-  if (I == 1 && O == 1) {
-    // One long row: fixed-size partial sums in parallel, combined in order.
-    const int64_t chunks = std::max<int64_t>(1, (R + kRowChunk - 1) / kRowChunk);
-    std::vector<Acc> partial(static_cast<size_t>(chunks), Acc(0));
-#pragma omp parallel for schedule(static) if (parallel && chunks > 1)
-    for (int64_t c = 0; c < chunks; ++c)
-      partial[c] = row_sum<Acc>(in + c * kRowChunk, std::min(kRowChunk, R - c * kRowChunk));
-    Acc acc = 0;
-    for (Acc p : partial) acc += p;
-    out[0] = store(acc);
+  if (I == 1 && O < kFewTasks && R > kRowChunk) {
+    // Few long rows: fixed-size partial sums in parallel, combined in order per row.
+    const int64_t chunks = (R + kRowChunk - 1) / kRowChunk;
+    std::vector<Acc> partial(static_cast<size_t>(O * chunks));
+#pragma omp parallel for schedule(static) if (parallel)
+    for (int64_t task = 0; task < O * chunks; ++task) {
+      const int64_t o = task / chunks, c = task % chunks;
+      partial[task] = row_sum<Acc>(in + o * R + c * kRowChunk, std::min(kRowChunk, R - c * kRowChunk));
+    }
+    for (int64_t o = 0; o < O; ++o) {
+      Acc acc = 0;
+      for (int64_t c = 0; c < chunks; ++c) acc += partial[o * chunks + c];
+      out[o] = store(acc);
+    }
   } else if (I == 1) {
 #pragma omp parallel for schedule(static) if (parallel)
     for (int64_t o = 0; o < O; ++o) out[o] = store(row_sum<Acc>(in + o * R, R));
   } else {
+    // Columns: task (o, chunk, segment) sums rows [r0, r1) of columns [i0, i0 + n) of block o.
     const int64_t chunks = (I + kColumnChunk - 1) / kColumnChunk;
-#pragma omp parallel for schedule(static) if (parallel && O * chunks > 1)
-    for (int64_t task = 0; task < O * chunks; ++task) {
-      const int64_t o = task / chunks, i0 = (task % chunks) * kColumnChunk;
+    const int64_t segments = O * chunks < kFewTasks ? std::clamp<int64_t>(R / kMinSegmentRows, 1, kMaxSegments) : 1;
+    const int64_t seg_rows = (R + segments - 1) / segments;
+    const int64_t width = std::min(kColumnChunk, I);  // row length of one partial
+    std::vector<Acc> partial(segments > 1 ? static_cast<size_t>(O * chunks * segments * width) : 0);
+#pragma omp parallel for schedule(static) if (parallel && O * chunks * segments > 1)
+    for (int64_t task = 0; task < O * chunks * segments; ++task) {
+      const int64_t seg = task % segments, oc = task / segments;
+      const int64_t o = oc / chunks, i0 = (oc % chunks) * kColumnChunk;
       const int64_t n = std::min(kColumnChunk, I - i0);
-      Acc acc[kColumnChunk];
+      const int64_t r0 = std::min(R, seg * seg_rows), r1 = std::min(R, r0 + seg_rows);
+      Acc local[kColumnChunk];
+      Acc* acc = segments > 1 ? partial.data() + task * width : local;
       std::fill(acc, acc + n, Acc(0));
-      for (int64_t r = 0; r < R; ++r) {
+      for (int64_t r = r0; r < r1; ++r) {
         const T* p = in + (o * R + r) * I + i0;
         for (int64_t i = 0; i < n; ++i) acc[i] += static_cast<Acc>(p[i]);
       }
-      for (int64_t i = 0; i < n; ++i) out[o * I + i0 + i] = store(acc[i]);
+      if (segments == 1)
+        for (int64_t i = 0; i < n; ++i) out[o * I + i0 + i] = store(acc[i]);
+    }
+    if (segments > 1) {
+      for (int64_t oc = 0; oc < O * chunks; ++oc) {
+        const int64_t o = oc / chunks, i0 = (oc % chunks) * kColumnChunk;
+        const int64_t n = std::min(kColumnChunk, I - i0);
+        for (int64_t i = 0; i < n; ++i) {
+          Acc acc = 0;
+          for (int64_t seg = 0; seg < segments; ++seg) acc += partial[(oc * segments + seg) * width + i];
+          out[o * I + i0 + i] = store(acc);
+        }
+      }
     }
   }
 }

@@ -2,6 +2,7 @@
 // every dtype, several dim sets, keepdim, negative dims, non-contiguous inputs and bad input.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <cmath>
 #include <limits>
@@ -111,6 +112,11 @@ TEST(Reduce, LargeRowsAndColumnsUseEveryKernelPath) {
   // One long row (split into partial sums), many columns (chunked column sums), a middle block.
   Tensor row = Tensor::randn({100003}, 3, DType::f32);
   expect_close(ops::sum(row), reference(row, {true}, RefOp::sum), DType::f32, "long row");
+  Tensor few_rows = Tensor::randn({5, 40000}, 5, DType::f32);  // few long rows: split into partials
+  expect_close(ops::sum(few_rows, {1}), reference(few_rows, {false, true}, RefOp::sum), DType::f32, "few rows");
+  Tensor tall = Tensor::randn({2000, 3}, 6, DType::f32);  // few columns: rows split into segments
+  expect_close(ops::sum(tall, {0}), reference(tall, {true, false}, RefOp::sum), DType::f32, "tall");
+  expect_close(ops::mean(tall, {0}), reference(tall, {true, false}, RefOp::mean), DType::f32, "tall mean");
   Tensor cols = Tensor::randn({3, 7, 2500}, 4, DType::f32);
   for (const auto& dims : std::vector<std::vector<int64_t>>{{1}, {0}, {0, 1}, {2}}) {
     auto mask = mask_of(3, dims);
@@ -121,6 +127,23 @@ TEST(Reduce, LargeRowsAndColumnsUseEveryKernelPath) {
       EXPECT_EQ(r.indices.to_double_vector(), reference(cols, mask, RefOp::argmax));
     }
   }
+}
+
+TEST(Reduce, ResultsDoNotDependOnTheThreadCount) {
+  // NOTE [deterministic splits] in core/cpu/reduce.cc: every split depends on the shape only.
+  Tensor a = Tensor::randn({3, 70000}, 31, DType::f32);
+  Tensor b = Tensor::randn({5000, 40}, 32, DType::bf16);
+  auto run = [&] {
+    return std::vector<std::vector<double>>{ops::sum(a).to_double_vector(), ops::sum(a, {1}).to_double_vector(),
+                                            ops::sum(b, {0}).to_double_vector(), ops::mean(b, {1}).to_double_vector()};
+  };
+  const int before = omp_get_max_threads();
+  omp_set_num_threads(1);
+  auto one = run();
+  omp_set_num_threads(4);
+  auto four = run();
+  omp_set_num_threads(before);
+  EXPECT_EQ(one, four);
 }
 
 TEST(Reduce, F32SumsAccumulateInDouble) {
