@@ -6,5 +6,6 @@
 #include "core/ops/elementwise.h"
 #include "core/ops/fused.h"
 #include "core/ops/linalg.h"
+#include "core/ops/optim.h"
 #include "core/ops/reduce.h"
 #include "core/ops/views.h"

@@ -1,0 +1,113 @@
+// CPU kernels for the fused optimizer updates and the squared norm used by clipping.
+#include <cmath>
+
+#include "core/checks.h"
+#include "core/ops/optim.h"
+#include "core/strided.h"
+
+namespace shardlab::ops {
+
+namespace {
+void check_update(const char* op, const Tensor& param, const Tensor& grad, const Tensor& state, DType state_dtype) {
+  check_cpu(op, {param, grad, state});
+  check_same_dtype(op, param, grad);
+  SL_CHECK(param.is_contiguous() && grad.is_contiguous() && state.is_contiguous(), op,
+           ": parameter, gradient and state must be contiguous (shapes ", shape_str(param.shape()), ", ",
+           shape_str(grad.shape()), ", ", shape_str(state.shape()), ")");
+  SL_CHECK(param.numel() == grad.numel() && param.numel() == state.numel(), op, ": parameter ",
+           shape_str(param.shape()), ", gradient ", shape_str(grad.shape()), " and state ", shape_str(state.shape()),
+           " differ in size");
+  SL_CHECK(state.dtype() == state_dtype, op, ": optimizer state must be ", dtype_name(state_dtype), " for a ",
+           dtype_name(param.dtype()), " parameter, got ", dtype_name(state.dtype()));
+}
+DType state_dtype_for(DType param) { return param == DType::f64 ? DType::f64 : DType::f32; }
+}  // namespace
+
+void adamw_step(const Tensor& param, const Tensor& grad, const Tensor& m, const Tensor& v, const AdamWHyper& h) {
+  check_update("adamw_step", param, grad, m, state_dtype_for(param.dtype()));
+  check_update("adamw_step", param, grad, v, state_dtype_for(param.dtype()));
+  SL_CHECK(h.step >= 1, "adamw_step: step must be >= 1, got ", h.step);
+  param.bump_version();
+  m.bump_version();
+  v.bump_version();
+  dispatch_float(param.dtype(), "adamw_step", [&]<typename T>() {
+    using S = acc_t<T>;  // state and math type
+    T* p = param.data<T>();
+    const T* g = grad.data<T>();
+    S* mm = m.data<S>();
+    S* vv = v.data<S>();
+    const S b1 = static_cast<S>(h.beta1), b2 = static_cast<S>(h.beta2);
+    const S decay = static_cast<S>(1.0 - h.lr * h.weight_decay);
+    const S step_size = static_cast<S>(h.lr / (1.0 - std::pow(h.beta1, static_cast<double>(h.step))));
+    const S inv_bc2_sqrt = static_cast<S>(1.0 / std::sqrt(1.0 - std::pow(h.beta2, static_cast<double>(h.step))));
+    const S eps = static_cast<S>(h.eps);
+    const int64_t n = param.numel();
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (int64_t i = 0; i < n; ++i) {
+      S gi = static_cast<S>(g[i]);
+      S pi = static_cast<S>(p[i]) * decay;
+      S mi = b1 * mm[i] + (1 - b1) * gi;
+      S vi = b2 * vv[i] + (1 - b2) * gi * gi;
+      mm[i] = mi;
+      vv[i] = vi;
+      pi -= step_size * mi / (std::sqrt(vi) * inv_bc2_sqrt + eps);
+      p[i] = static_cast<T>(pi);
+    }
+  });
+}
+
+void sgd_step(const Tensor& param, const Tensor& grad, const Tensor& momentum_buffer, const SgdHyper& h) {
+  const bool use_momentum = h.momentum != 0.0;
+  if (use_momentum) {
+    SL_CHECK(momentum_buffer.defined(), "sgd_step: momentum ", h.momentum, " needs a momentum buffer");
+    check_update("sgd_step", param, grad, momentum_buffer, state_dtype_for(param.dtype()));
+    momentum_buffer.bump_version();
+  } else {
+    check_update("sgd_step", param, grad, grad, param.dtype());
+  }
+  param.bump_version();
+  dispatch_float(param.dtype(), "sgd_step", [&]<typename T>() {
+    using S = acc_t<T>;
+    T* p = param.data<T>();
+    const T* g = grad.data<T>();
+    S* buf = use_momentum ? momentum_buffer.data<S>() : nullptr;
+    const S lr = static_cast<S>(h.lr), mu = static_cast<S>(h.momentum), wd = static_cast<S>(h.weight_decay);
+    const int64_t n = param.numel();
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (int64_t i = 0; i < n; ++i) {
+      S pi = static_cast<S>(p[i]);
+      S d = static_cast<S>(g[i]) + wd * pi;
+      if (use_momentum) {
+        S b = h.first_step ? d : mu * buf[i] + d;
+        buf[i] = b;
+        d = h.nesterov ? d + mu * b : b;
+      }
+      p[i] = static_cast<T>(pi - lr * d);
+    }
+  });
+}
+
+double sum_of_squares(const Tensor& t) {
+  check_cpu("sum_of_squares", {t});
+  double total = 0.0;
+  dispatch_float(t.dtype(), "sum_of_squares", [&]<typename T>() {
+    const T* base = static_cast<const T*>(t.storage()->data());
+    if (t.is_contiguous()) {
+      const T* p = base + t.offset();
+      const int64_t n = t.numel();
+#pragma omp parallel for reduction(+ : total) schedule(static) if (n > 65536)
+      for (int64_t i = 0; i < n; ++i) {
+        double x = to_double(p[i]);
+        total += x * x;
+      }
+    } else {
+      for_each_offset(t.shape(), t.strides(), t.offset(), [&](int64_t off) {
+        double x = to_double(base[off]);
+        total += x * x;
+      });
+    }
+  });
+  return total;
+}
+
+}  // namespace shardlab::ops

@@ -1,0 +1,150 @@
+// AdamW, SGD and gradient clipping.
+#include "nn/optimizer.h"
+
+#include <cmath>
+
+#include "autograd/grad_mode.h"
+#include "core/ops.h"
+
+namespace shardlab::nn {
+
+namespace {
+DType state_dtype(const Tensor& p) { return p.dtype() == DType::f64 ? DType::f64 : DType::f32; }
+Tensor new_state(const Tensor& p) {
+  MemTagScope tag(MemTag::optimizer_state);
+  return Tensor::zeros(p.shape(), state_dtype(p), p.device());
+}
+const Tensor& lookup(const NamedTensors& state, const std::string& name) {
+  for (auto& [n, t] : state)
+    if (n == name) return t;
+  SL_FAIL("optimizer load_state_dict: missing '", name, "'");
+}
+// A fresh state tensor for `param` holding a copy of state[name] (shape-checked).
+Tensor load_state(const NamedTensors& state, const std::string& name, const Tensor& param) {
+  const Tensor& src = lookup(state, name);
+  SL_CHECK(src.shape() == param.shape(), "optimizer load_state_dict: '", name, "' has shape ", shape_str(src.shape()),
+           " but its parameter has shape ", shape_str(param.shape()));
+  Tensor dst = new_state(param);
+  ops::copy_(dst, src);
+  return dst;
+}
+}  // namespace
+
+Optimizer::Optimizer(std::vector<Tensor> params) : params_(std::move(params)) {
+  for (size_t i = 0; i < params_.size(); ++i)
+    SL_CHECK(params_[i].requires_grad(), "optimizer: parameter ", i, " (shape ", shape_str(params_[i].shape()),
+             ") does not require grad");
+}
+
+void Optimizer::zero_grad() {
+  for (const Tensor& p : params_) p.set_grad(Tensor());
+}
+
+AdamW::AdamW(std::vector<Tensor> params, double lr, double beta1, double beta2, double eps, double weight_decay)
+    : Optimizer(std::move(params)), beta1_(beta1), beta2_(beta2), eps_(eps), weight_decay_(weight_decay) {
+  lr_ = lr;
+  exp_avg_.resize(params_.size());
+  exp_avg_sq_.resize(params_.size());
+}
+
+void AdamW::step() {
+  NoGradGuard no_grad;
+  ++steps_;
+  ops::AdamWHyper h{lr_, beta1_, beta2_, eps_, weight_decay_, steps_};
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const Tensor& p = params_[i];
+    Tensor g = p.grad();
+    if (!g.defined()) continue;
+    if (!exp_avg_[i].defined()) {
+      exp_avg_[i] = new_state(p);
+      exp_avg_sq_[i] = new_state(p);
+    }
+    ops::adamw_step(p, ops::contiguous(g), exp_avg_[i], exp_avg_sq_[i], h);
+  }
+}
+
+NamedTensors AdamW::state_dict() const {
+  NamedTensors out;
+  out.emplace_back("step", Tensor::scalar(static_cast<double>(steps_), DType::i64));
+  for (size_t i = 0; i < params_.size(); ++i) {
+    if (!exp_avg_[i].defined()) continue;
+    out.emplace_back(std::to_string(i) + ".exp_avg", exp_avg_[i]);
+    out.emplace_back(std::to_string(i) + ".exp_avg_sq", exp_avg_sq_[i]);
+  }
+  return out;
+}
+
+void AdamW::load_state_dict(const NamedTensors& state) {
+  NoGradGuard no_grad;
+  steps_ = static_cast<int64_t>(lookup(state, "step").item());
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const std::string key = std::to_string(i) + ".exp_avg";
+    bool present = false;
+    for (auto& [n, t] : state) present |= n == key;
+    if (!present) continue;
+    exp_avg_[i] = load_state(state, std::to_string(i) + ".exp_avg", params_[i]);
+    exp_avg_sq_[i] = load_state(state, std::to_string(i) + ".exp_avg_sq", params_[i]);
+  }
+}
+
+SGD::SGD(std::vector<Tensor> params, double lr, double momentum, double weight_decay, bool nesterov)
+    : Optimizer(std::move(params)), momentum_(momentum), weight_decay_(weight_decay), nesterov_(nesterov) {
+  lr_ = lr;
+  SL_CHECK(!nesterov || momentum > 0.0, "SGD: nesterov needs momentum > 0");
+  momentum_buffer_.resize(params_.size());
+  has_buffer_.assign(params_.size(), false);
+}
+
+void SGD::step() {
+  NoGradGuard no_grad;
+  ++steps_;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const Tensor& p = params_[i];
+    Tensor g = p.grad();
+    if (!g.defined()) continue;
+    if (momentum_ != 0.0 && !momentum_buffer_[i].defined()) momentum_buffer_[i] = new_state(p);
+    ops::SgdHyper h{lr_, momentum_, weight_decay_, nesterov_, !has_buffer_[i]};
+    ops::sgd_step(p, ops::contiguous(g), momentum_buffer_[i], h);
+    has_buffer_[i] = momentum_ != 0.0;
+  }
+}
+
+NamedTensors SGD::state_dict() const {
+  NamedTensors out;
+  out.emplace_back("step", Tensor::scalar(static_cast<double>(steps_), DType::i64));
+  for (size_t i = 0; i < params_.size(); ++i)
+    if (has_buffer_[i]) out.emplace_back(std::to_string(i) + ".momentum_buffer", momentum_buffer_[i]);
+  return out;
+}
+
+void SGD::load_state_dict(const NamedTensors& state) {
+  NoGradGuard no_grad;
+  steps_ = static_cast<int64_t>(lookup(state, "step").item());
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const std::string key = std::to_string(i) + ".momentum_buffer";
+    for (auto& [n, t] : state)
+      if (n == key) {
+        momentum_buffer_[i] = load_state(state, key, params_[i]);
+        has_buffer_[i] = true;
+      }
+  }
+}
+
+double grad_norm(const std::vector<Tensor>& params) {
+  double total = 0.0;
+  for (const Tensor& p : params)
+    if (p.grad().defined()) total += ops::sum_of_squares(p.grad());
+  return std::sqrt(total);
+}
+
+double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
+  const double norm = grad_norm(params);
+  if (!std::isfinite(norm)) return norm;
+  const double coef = max_norm / (norm + 1e-6);
+  if (coef < 1.0)
+    for (const Tensor& p : params)
+      if (p.grad().defined()) ops::mul_(p.grad(), coef);
+  return norm;
+}
+
+}  // namespace shardlab::nn
