@@ -6,9 +6,11 @@
 
 namespace shardlab::nn {
 
-Linear::Linear(int64_t in_features, int64_t out_features, bool bias, uint64_t seed, DType dtype)
+Linear::Linear(int64_t in_features, int64_t out_features, bool bias, uint64_t seed, DType dtype, double init_std)
     : UnaryModule("Linear"), in_features_(in_features), out_features_(out_features), has_bias_(bias) {
-  register_parameter("weight", init::linear_default({out_features, in_features}, in_features, seed, dtype));
+  const Shape shape = {out_features, in_features};
+  register_parameter("weight", init_std > 0 ? init::normal(shape, init_std, seed, dtype)
+                                            : init::linear_default(shape, in_features, seed, dtype));
   if (bias) register_parameter("bias", init::linear_default({out_features}, in_features, seed + 1, dtype));
 }
 

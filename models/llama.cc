@@ -1,0 +1,115 @@
+// The Llama decoder: pre-norm attention and SwiGLU MLP blocks with residuals, RoPE on q and k,
+// grouped-query attention, final RMSNorm and the LM head (optionally tied to the embedding).
+#include "models/llama.h"
+
+#include "autograd/functions.h"
+#include "nn/module_list.h"
+
+namespace shardlab::models {
+
+namespace {
+// Seeds for the parameters of layer `layer`: distinct, fixed streams per projection.
+uint64_t layer_seed(uint64_t seed, int64_t layer, int64_t slot) { return seed * 1000003ULL + layer * 16 + slot + 1; }
+}  // namespace
+
+LlamaAttention::LlamaAttention(const LlamaConfig& c, uint64_t seed) : Module("LlamaAttention"), config_(c) {
+  const int64_t d = c.resolved_head_dim();
+  const DType dt = c.torch_dtype;
+  const double std = c.initializer_range;
+  q_proj_ = register_module("q_proj", std::make_shared<nn::Linear>(c.hidden_size, c.num_attention_heads * d, false, seed + 0, dt, std));
+  k_proj_ = register_module("k_proj", std::make_shared<nn::Linear>(c.hidden_size, c.num_key_value_heads * d, false, seed + 1, dt, std));
+  v_proj_ = register_module("v_proj", std::make_shared<nn::Linear>(c.hidden_size, c.num_key_value_heads * d, false, seed + 2, dt, std));
+  o_proj_ = register_module("o_proj", std::make_shared<nn::Linear>(c.num_attention_heads * d, c.hidden_size, false, seed + 3, dt, std));
+}
+
+Tensor LlamaAttention::forward(const Tensor& x, const Tensor& positions, const Tensor& segment_ids) {
+  const int64_t B = x.size(0), T = x.size(1), d = config_.resolved_head_dim();
+  const int64_t hq = config_.num_attention_heads, hkv = config_.num_key_value_heads;
+  // (B, T, H*D) -> (B, H, T, D)
+  auto heads = [&](const Tensor& t, int64_t h) { return transpose(view(t, {B, T, h, d}), 1, 2); };
+  Tensor q = rope(heads((*q_proj_)(x), hq), positions, config_.rope());
+  Tensor k = rope(heads((*k_proj_)(x), hkv), positions, config_.rope());
+  Tensor v = heads((*v_proj_)(x), hkv);
+  AttentionOptions options;
+  options.causal = true;
+  options.segment_ids = segment_ids;
+  Tensor a = attention(q, k, v, options);                    // (B, Hq, T, D)
+  Tensor merged = reshape(transpose(a, 1, 2), {B, T, hq * d});  // (B, T, Hq*D)
+  return (*o_proj_)(merged);
+}
+
+LlamaMLP::LlamaMLP(const LlamaConfig& c, uint64_t seed) : UnaryModule("LlamaMLP") {
+  const DType dt = c.torch_dtype;
+  const double std = c.initializer_range;
+  gate_proj_ = register_module("gate_proj", std::make_shared<nn::Linear>(c.hidden_size, c.intermediate_size, false, seed + 4, dt, std));
+  up_proj_ = register_module("up_proj", std::make_shared<nn::Linear>(c.hidden_size, c.intermediate_size, false, seed + 5, dt, std));
+  down_proj_ = register_module("down_proj", std::make_shared<nn::Linear>(c.intermediate_size, c.hidden_size, false, seed + 6, dt, std));
+}
+
+Tensor LlamaMLP::forward(const Tensor& x) { return (*down_proj_)(swiglu((*gate_proj_)(x), (*up_proj_)(x))); }
+
+LlamaDecoderLayer::LlamaDecoderLayer(const LlamaConfig& c, uint64_t seed) : Module("LlamaDecoderLayer") {
+  self_attn_ = register_module("self_attn", std::make_shared<LlamaAttention>(c, seed));
+  mlp_ = register_module("mlp", std::make_shared<LlamaMLP>(c, seed));
+  input_layernorm_ = register_module("input_layernorm", std::make_shared<nn::RMSNorm>(c.hidden_size, c.rms_norm_eps, c.torch_dtype));
+  post_attention_layernorm_ =
+      register_module("post_attention_layernorm", std::make_shared<nn::RMSNorm>(c.hidden_size, c.rms_norm_eps, c.torch_dtype));
+}
+
+Tensor LlamaDecoderLayer::forward(const Tensor& x, const Tensor& positions, const Tensor& segment_ids) {
+  Tensor h = x + self_attn_->forward((*input_layernorm_)(x), positions, segment_ids);
+  return h + (*mlp_)((*post_attention_layernorm_)(h));
+}
+
+LlamaModel::LlamaModel(const LlamaConfig& c, uint64_t seed) : Module("LlamaModel"), config_(c) {
+  embed_tokens_ = register_module("embed_tokens", std::make_shared<nn::Embedding>(c.vocab_size, c.hidden_size, seed,
+                                                                                  c.torch_dtype, c.initializer_range));
+  for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
+    layers_.push_back(std::make_shared<LlamaDecoderLayer>(c, layer_seed(seed, i, 0)));
+  }
+  auto list = std::make_shared<nn::ModuleList>();
+  for (auto& layer : layers_) list->append(layer);
+  register_module("layers", list);
+  norm_ = register_module("norm", std::make_shared<nn::RMSNorm>(c.hidden_size, c.rms_norm_eps, c.torch_dtype));
+}
+
+Tensor LlamaModel::forward(const LlamaInputs& in) {
+  SL_CHECK(in.input_ids.dim() == 2, "llama: input_ids must be (batch, seq), got ", shape_str(in.input_ids.shape()));
+  const int64_t T = in.input_ids.size(1);
+  SL_CHECK(T <= config_.max_position_embeddings, "llama: sequence length ", T, " exceeds max_position_embeddings ",
+           config_.max_position_embeddings);
+  Tensor positions = in.positions.defined() ? in.positions : Tensor::arange(T);
+  Tensor x = embed_tokens_->forward(in.input_ids);  // (B, T, C)
+  for (auto& layer : layers_) x = layer->forward(x, positions, in.segment_ids);
+  return (*norm_)(x);
+}
+
+LlamaForCausalLM::LlamaForCausalLM(const LlamaConfig& c, uint64_t seed) : Module("LlamaForCausalLM"), config_(c) {
+  c.validate();
+  model_ = register_module("model", std::make_shared<LlamaModel>(c, seed));
+  if (!c.tie_word_embeddings)
+    lm_head_ = register_module("lm_head", std::make_shared<nn::Linear>(c.hidden_size, c.vocab_size, false,
+                                                                       seed + 999983ULL, c.torch_dtype, c.initializer_range));
+}
+
+Tensor LlamaForCausalLM::logits(const LlamaInputs& inputs) {
+  Tensor h = model_->forward(inputs);
+  if (lm_head_) return (*lm_head_)(h);
+  const Tensor& table = model_->embed_tokens().named_parameters()[0].second;  // (V, C)
+  return matmul(h, transpose(table, 0, 1));
+}
+
+std::pair<Tensor, int64_t> LlamaForCausalLM::loss_sum(const LlamaInputs& inputs, const Tensor& labels) {
+  Tensor lg = logits(inputs);  // (B, T, V)
+  const int64_t B = lg.size(0), T = lg.size(1), V = lg.size(2);
+  SL_CHECK(labels.shape() == (Shape{B, T}), "llama loss: labels of shape ", shape_str(labels.shape()),
+           " for input_ids of shape ", shape_str(inputs.input_ids.shape()));
+  // Position t predicts token t+1.
+  Tensor pred = reshape(narrow(lg, 1, 0, T - 1), {B * (T - 1), V});
+  Tensor target = ops::reshape(ops::narrow(labels, 1, 1, T - 1), {B * (T - 1)});
+  int64_t count = 0;
+  for (int64_t id : target.to_int_vector()) count += id != -100;
+  return {cross_entropy(pred, target, -100, Reduction::sum), count};
+}
+
+}  // namespace shardlab::models

@@ -1,0 +1,85 @@
+// LlamaForCausalLM with Hugging Face's module tree and parameter names:
+//   model.embed_tokens.weight, model.layers.N.{self_attn.{q,k,v,o}_proj, mlp.{gate,up,down}_proj,
+//   input_layernorm, post_attention_layernorm}.weight, model.norm.weight, lm_head.weight.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "models/llama_config.h"
+#include "nn/embedding.h"
+#include "nn/linear.h"
+#include "nn/rms_norm.h"
+
+namespace shardlab::models {
+
+// Per-batch inputs besides the token ids.
+struct LlamaInputs {
+  Tensor input_ids;    // (B, T) i64
+  Tensor positions;    // (B, T) or (T,) i64; undefined: 0..T-1
+  Tensor segment_ids;  // (B, T) document ids for packed sequences; undefined: one document per row
+};
+
+class LlamaAttention : public nn::Module {
+ public:
+  LlamaAttention(const LlamaConfig& config, uint64_t seed);
+  Tensor forward(const Tensor& x, const Tensor& positions, const Tensor& segment_ids);  // (B, T, C)
+
+ private:
+  const LlamaConfig config_;
+  std::shared_ptr<nn::Linear> q_proj_, k_proj_, v_proj_, o_proj_;
+};
+
+class LlamaMLP : public nn::UnaryModule {
+ public:
+  LlamaMLP(const LlamaConfig& config, uint64_t seed);
+  Tensor forward(const Tensor& x) override;  // down(silu(gate(x)) * up(x))
+
+ private:
+  std::shared_ptr<nn::Linear> gate_proj_, up_proj_, down_proj_;
+};
+
+class LlamaDecoderLayer : public nn::Module {
+ public:
+  LlamaDecoderLayer(const LlamaConfig& config, uint64_t seed);
+  Tensor forward(const Tensor& x, const Tensor& positions, const Tensor& segment_ids);
+
+ private:
+  std::shared_ptr<LlamaAttention> self_attn_;
+  std::shared_ptr<LlamaMLP> mlp_;
+  std::shared_ptr<nn::RMSNorm> input_layernorm_, post_attention_layernorm_;
+};
+
+class LlamaModel : public nn::Module {
+ public:
+  LlamaModel(const LlamaConfig& config, uint64_t seed);
+  Tensor forward(const LlamaInputs& inputs);  // hidden states (B, T, C)
+  nn::Embedding& embed_tokens() { return *embed_tokens_; }
+  const std::vector<std::shared_ptr<LlamaDecoderLayer>>& layers() const { return layers_; }
+
+ private:
+  LlamaConfig config_;
+  std::shared_ptr<nn::Embedding> embed_tokens_;
+  std::vector<std::shared_ptr<LlamaDecoderLayer>> layers_;
+  std::shared_ptr<nn::RMSNorm> norm_;
+};
+
+class LlamaForCausalLM : public nn::Module {
+ public:
+  // Weights initialised as Hugging Face does: N(0, initializer_range) for linears and embeddings,
+  // ones for norms; `seed` makes them reproducible.
+  LlamaForCausalLM(const LlamaConfig& config, uint64_t seed);
+  const LlamaConfig& config() const { return config_; }
+  Tensor logits(const LlamaInputs& inputs);  // (B, T, V)
+  // Sum over target tokens of the next-token cross-entropy, with HF's shift: logits at t predict
+  // labels at t+1; labels of -100 are ignored. Returns {sum, number of target tokens}.
+  std::pair<Tensor, int64_t> loss_sum(const LlamaInputs& inputs, const Tensor& labels);
+  LlamaModel& model() { return *model_; }
+
+ private:
+  LlamaConfig config_;
+  std::shared_ptr<LlamaModel> model_;
+  std::shared_ptr<nn::Linear> lm_head_;  // null when tied to embed_tokens
+};
+
+}  // namespace shardlab::models
