@@ -4,6 +4,7 @@
 #include <omp.h>
 
 #include <cmath>
+#include <vector>
 
 #include "core/checks.h"
 #include "core/cpu/loops.h"
@@ -64,24 +65,32 @@ Tensor softmax_impl(const char* op, const Tensor& t, int64_t dim, bool log) {
     for_each_line(L, [&](int64_t base, auto stride) {
       const T* in = xp + base;
       T* out = yp + base;
+      // The exponentials are kept for the scaling pass: in the output itself when it has the
+      // arithmetic type, else in a per-thread f32 line buffer (so 16-bit types round only once).
+      thread_local std::vector<A> line_buffer;
+      A* e = nullptr;
+      int64_t e_stride = 1;
+      if constexpr (std::is_same_v<T, A>) {
+        e = out;
+        e_stride = stride;
+      } else if (!log) {
+        if (static_cast<int64_t>(line_buffer.size()) < L.R) line_buffer.resize(L.R);
+        e = line_buffer.data();
+      }
       A mx = static_cast<A>(in[0]);
       for (int64_t r = 1; r < L.R; ++r) mx = std::max(mx, static_cast<A>(in[r * stride]));
       A total = 0;
       for (int64_t r = 0; r < L.R; ++r) {
-        A e = std::exp(static_cast<A>(in[r * stride]) - mx);
-        total += e;
-        if constexpr (std::is_same_v<T, A>)
-          if (!log) out[r * stride] = e;  // kept for the scaling pass below
+        const A v = std::exp(static_cast<A>(in[r * stride]) - mx);
+        total += v;
+        if (!log) e[r * e_stride] = v;
       }
       if (log) {
         const A shift = mx + std::log(total);
         for (int64_t r = 0; r < L.R; ++r) out[r * stride] = static_cast<T>(static_cast<A>(in[r * stride]) - shift);
       } else {
         const A inv = A(1) / total;
-        for (int64_t r = 0; r < L.R; ++r) {
-          if constexpr (std::is_same_v<T, A>) out[r * stride] *= inv;
-          else out[r * stride] = static_cast<T>(std::exp(static_cast<A>(in[r * stride]) - mx) * inv);
-        }
+        for (int64_t r = 0; r < L.R; ++r) out[r * stride] = static_cast<T>(e[r * e_stride] * inv);
       }
     });
   });
