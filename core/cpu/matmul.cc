@@ -8,6 +8,7 @@
 #include <Eigen/Core>
 #include <algorithm>
 #include <cstdint>
+#include <memory>
 #include <type_traits>
 #include <vector>
 
@@ -27,8 +28,8 @@ constexpr double kSmallProduct = double(1 << 21);
 constexpr double kMinParallelWork = double(1 << 16);
 // Elements converted per widening pass below which conversion stays on one thread.
 constexpr int64_t kConvertGrain = 1 << 16;
-// Target f32 scratch per row block of the widened left operand (bf16/f16 path), in floats.
-constexpr int64_t kWideBlockFloats = int64_t(1) << 21;
+// Largest f32 block (16 MiB) of each widened operand and of the f32 result (bf16/f16 path).
+constexpr int64_t kWideBlockFloats = int64_t(1) << 22;
 
 // A matrix operand as Eigen's GEMM reads it without copying: one of its two strides is 1 and the
 // other becomes Eigen's outer stride.
@@ -106,31 +107,47 @@ Layout widen(const T* src, int64_t rows, int64_t cols, int64_t rs, int64_t cs, f
   return by_column ? Layout{false, rows} : Layout{true, cols};
 }
 
-// One product C = A @ B for 16-bit floats: B widened once, A widened and C computed in row blocks
-// so the f32 scratch stays bounded for tall (token-flattened) left operands.
+// Per-thread f32 scratch that only grows and is never zero-filled. NOTE [16-bit GEMM scratch]:
+// re-allocating (and page-faulting) a weight-sized buffer per call cost as much as the widening
+// itself, so each thread keeps its scratch; blocking bounds it to 3 * kWideBlockFloats floats.
+struct Scratch {
+  std::unique_ptr<float[]> data;
+  int64_t size = 0;
+  float* get(int64_t n) {
+    if (n > size) {
+      data.reset(new float[static_cast<size_t>(n)]);
+      size = n;
+    }
+    return data.get();
+  }
+};
+
+// One product C = A @ B for 16-bit floats, in f32 blocks: B in column panels (each widened
+// once), A in row blocks (widened once when it fits in one block), C in (rows, panel) tiles that
+// are rounded once into c.
 template <typename T>
 void gemm_16bit(const T* a, int64_t a_rs, int64_t a_cs, const T* b, int64_t b_rs, int64_t b_cs, T* c, int64_t M,
                 int64_t K, int64_t N) {
-  // Per-thread scratch, reused across the many small products of a batch.
-  thread_local std::vector<float> a_wide, b_wide, c_wide;
-  b_wide.resize(static_cast<size_t>(K * N));
-  Layout lb = widen(b, K, N, b_rs, b_cs, b_wide.data());
-  const int64_t block = std::min(M, std::max<int64_t>(64, kWideBlockFloats / std::max(K, N)));
-  a_wide.resize(static_cast<size_t>(std::min(block, M) * K));
-  c_wide.resize(static_cast<size_t>(std::min(block, M) * N));
-  for (int64_t r0 = 0; r0 < M; r0 += block) {
-    const int64_t rows = std::min(block, M - r0);
-    Layout la = widen(a + r0 * a_rs, rows, K, a_rs, a_cs, a_wide.data());
-    gemm<float>(a_wide.data(), la, b_wide.data(), lb, c_wide.data(), N, rows, K, N);
-    // Plain pointer: inside the parallel region `c_wide` would name each thread's own scratch.
-    const float* cw = c_wide.data();
-    const bool parallel = rows * N >= kConvertGrain && !omp_in_parallel();
+  thread_local Scratch a_scratch, b_scratch, c_scratch;
+  const int64_t panel = std::min(N, std::max<int64_t>(16, kWideBlockFloats / K));
+  const int64_t block = std::min(M, std::max<int64_t>(16, kWideBlockFloats / std::max(K, panel)));
+  float* a_wide = a_scratch.get(block * K);
+  float* b_wide = b_scratch.get(K * panel);
+  float* c_wide = c_scratch.get(block * panel);
+  Layout la;
+  if (block == M) la = widen(a, M, K, a_rs, a_cs, a_wide);
+  for (int64_t n0 = 0; n0 < N; n0 += panel) {
+    const int64_t cols = std::min(panel, N - n0);
+    Layout lb = widen(b + n0 * b_cs, K, cols, b_rs, b_cs, b_wide);
+    for (int64_t m0 = 0; m0 < M; m0 += block) {
+      const int64_t rows = std::min(block, M - m0);
+      if (block < M) la = widen(a + m0 * a_rs, rows, K, a_rs, a_cs, a_wide);
+      gemm<float>(a_wide, la, b_wide, lb, c_wide, cols, rows, K, cols);
+      const bool parallel = rows * cols >= kConvertGrain && !omp_in_parallel();
 #pragma omp parallel for schedule(static) if (parallel)
-    for (int64_t r = 0; r < rows; ++r) narrow_run(cw + r * N, c + (r0 + r) * N, N);
+      for (int64_t r = 0; r < rows; ++r) narrow_run(c_wide + r * cols, c + (m0 + r) * N + n0, cols);
+    }
   }
-  // Do not pin a big weight's f32 copy to this thread for the life of the process.
-  for (auto* v : {&a_wide, &b_wide, &c_wide})
-    if (v->capacity() > static_cast<size_t>(kWideBlockFloats)) *v = std::vector<float>();
 }
 
 // One (M, K) @ (K, N) product into contiguous c, dispatching on the element type.

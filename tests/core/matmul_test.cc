@@ -51,12 +51,15 @@ Reference naive_matmul(const Tensor& a, const Tensor& b) {
       sa *= da;
       sb *= db;
     }
-    for (int64_t m = 0; m < M; ++m)
-      for (int64_t n = 0; n < N; ++n) {
-        double s = 0.0;
-        for (int64_t k = 0; k < K; ++k) s += av[ia * M * K + m * K + k] * bv[ib * K * N + k * N + n];
-        r.values[i * M * N + m * N + n] = s;
+    // Each output sums its K products in k order; n innermost keeps b's reads sequential.
+    for (int64_t m = 0; m < M; ++m) {
+      double* row = &r.values[static_cast<size_t>(i * M * N + m * N)];
+      for (int64_t k = 0; k < K; ++k) {
+        const double aik = av[ia * M * K + m * K + k];
+        const double* brow = &bv[static_cast<size_t>(ib * K * N + k * N)];
+        for (int64_t n = 0; n < N; ++n) row[n] += aik * brow[n];
       }
+    }
   }
   return r;
 }
@@ -155,6 +158,16 @@ TEST(Matmul, LlamaLikeShapes) {
     expect_matches_naive(q, ops::transpose(k, -2, -1), "q @ k^T");
     expect_matches_naive(Tensor::rand({B, H, T, T}, 58, dt), k, "p @ v");
   }
+}
+
+TEST(Matmul, SixteenBitOperandsLargerThanOneScratchBlock) {
+  // With K = 65536 the f32 scratch (4Mi floats per block) holds 64 rows of A and 64 columns of B:
+  // (66, K) @ (K, 66) is split into 2 row blocks x 2 column panels, with a transposed B. (f16
+  // takes the same tiling code; one dtype keeps this test cheap.)
+  const int64_t K = 65536;
+  Tensor a = Tensor::randn({66, K}, 45, DType::bf16, 0.0, 0.125);
+  Tensor b = ops::transpose(Tensor::randn({66, K}, 46, DType::bf16, 0.0, 0.125), 0, 1);
+  expect_matches_naive(a, b, "tiled 16-bit");
 }
 
 TEST(Matmul, EmptyAndZeroInnerDim) {
