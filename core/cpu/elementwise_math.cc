@@ -1,6 +1,7 @@
 // CPU kernels for element-wise math on floating tensors: exp, log, sqrt, rsqrt, pow, tanh,
 // sigmoid and the activations silu and gelu (exact erf form) with their fused backward helpers.
 // Each runs Eigen's SIMD array functions on blocks (see core/cpu/elementwise_loops.h).
+#include <numbers>
 #include <unsupported/Eigen/SpecialFunctions>
 
 #include "core/cpu/elementwise_loops.h"
@@ -33,6 +34,9 @@ Tensor binary_float(const char* op, const Tensor& a, const Tensor& b, F f) {
 // The arithmetic type of an Eigen array expression, for typed constants.
 template <typename X>
 using Scalar = typename X::Scalar;
+
+constexpr double kInvSqrt2 = 1.0 / std::numbers::sqrt2;
+constexpr double kInvSqrt2Pi = std::numbers::inv_sqrtpi / std::numbers::sqrt2;  // 1 / sqrt(2 pi)
 
 }  // namespace
 
@@ -69,7 +73,7 @@ Tensor gelu(const Tensor& a) {
   // 0.5 x (1 + erf(x / sqrt 2))
   return unary_float("gelu", a, [](const auto& x, auto& y) {
     using S = Scalar<std::decay_t<decltype(x)>>;
-    y = S(0.5) * x * (S(1) + (x * S(M_SQRT1_2)).erf());
+    y = S(0.5) * x * (S(1) + (x * S(kInvSqrt2)).erf());
   });
 }
 
@@ -86,8 +90,8 @@ Tensor gelu_backward(const Tensor& grad, const Tensor& x) {
   // d gelu/dx = Phi(x) + x phi(x): Phi(x) = 0.5 (1 + erf(x / sqrt 2)), phi(x) = exp(-x^2/2) / sqrt(2 pi)
   return binary_float("gelu_backward", grad, x, [](const auto& g, const auto& v, auto& z) {
     using S = Scalar<std::decay_t<decltype(g)>>;
-    const S inv_sqrt_2pi = S(0.5 * M_2_SQRTPI * M_SQRT1_2);
-    z = g * (S(0.5) * (S(1) + (v * S(M_SQRT1_2)).erf()) + v * inv_sqrt_2pi * (S(-0.5) * v.square()).exp());
+    const S inv_sqrt_2pi = S(kInvSqrt2Pi);
+    z = g * (S(0.5) * (S(1) + (v * S(kInvSqrt2)).erf()) + v * inv_sqrt_2pi * (S(-0.5) * v.square()).exp());
   });
 }
 

@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <functional>
+#include <numbers>
 #include <string>
 #include <vector>
 
@@ -150,7 +151,7 @@ std::vector<BinaryCase> binary_cases() {
        -4, 4},
       {"gelu_backward", ops::gelu_backward,
        [](double g, double x) {
-         return g * (0.5 * (1 + std::erf(x / std::sqrt(2.0))) + x * std::exp(-0.5 * x * x) / std::sqrt(2 * M_PI));
+         return g * (0.5 * (1 + std::erf(x / std::sqrt(2.0))) + x * std::exp(-0.5 * x * x) / std::sqrt(2 * std::numbers::pi));
        },
        -4, 4},
   };
