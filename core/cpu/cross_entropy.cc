@@ -5,6 +5,9 @@
 // 0 / 0 = NaN, as in torch.nn.functional.cross_entropy; the gradient is then all zeros.
 #include <omp.h>
 
+#include <Eigen/Core>
+
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <type_traits>
@@ -48,6 +51,24 @@ Tensor unit_inner_stride(const Tensor& logits) {
 
 bool parallel_rows(int64_t n, int64_t v) { return n > 1 && n * v >= cpu::kParallelGrain && !omp_in_parallel(); }
 
+// Rows are walked in chunks that go through Eigen's SIMD exp (std::exp in a loop stays scalar
+// without -ffast-math). Each chunk's exp-sum is a short f32 sum; chunks are added in f64.
+constexpr int64_t kChunk = 1024;
+
+template <typename A>
+using ConstArrayMap = Eigen::Map<const Eigen::Array<A, Eigen::Dynamic, 1>>;
+
+// The n values at x in the arithmetic type: x itself when it already is, else converted into buf.
+template <typename T, typename A = acc_t<T>>
+const A* as_acc(const T* x, int64_t n, A* buf) {
+  if constexpr (std::is_same_v<T, A>) {
+    return x;
+  } else {
+    for (int64_t k = 0; k < n; ++k) buf[k] = static_cast<A>(x[k]);
+    return buf;
+  }
+}
+
 }  // namespace
 
 CrossEntropyOut cross_entropy_fwd(const Tensor& logits, const Tensor& targets, int64_t ignore_index,
@@ -71,10 +92,17 @@ CrossEntropyOut cross_entropy_fwd(const Tensor& logits, const Tensor& targets, i
     L* lse = out.lse.data<L>();
     auto row = [&](int64_t r) {
       const T* x = base + r * rs;
+      alignas(64) A buf[kChunk];
       A m = -std::numeric_limits<A>::infinity();
-      for (int64_t j = 0; j < v; ++j) m = std::max(m, static_cast<A>(x[j]));
-      double s = 0.0;  // f64 sum over the (long) vocabulary row
-      for (int64_t j = 0; j < v; ++j) s += static_cast<double>(std::exp(static_cast<A>(x[j]) - m));
+      for (int64_t b = 0; b < v; b += kChunk) {
+        const int64_t n = std::min(kChunk, v - b);
+        m = std::max(m, ConstArrayMap<A>(as_acc(x + b, n, buf), n).maxCoeff());
+      }
+      double s = 0.0;
+      for (int64_t b = 0; b < v; b += kChunk) {
+        const int64_t n = std::min(kChunk, v - b);
+        s += static_cast<double>((ConstArrayMap<A>(as_acc(x + b, n, buf), n) - m).exp().sum());
+      }
       const double l = static_cast<double>(m) + std::log(s);
       lse[r] = static_cast<L>(l);
       if (t[r] != ignore_index) row_loss[r] = l - static_cast<double>(static_cast<A>(x[t[r]]));
@@ -145,7 +173,16 @@ Tensor cross_entropy_bwd(const Tensor& dloss, const Tensor& logits, const Tensor
       }
       const T* x = base + r * rs;
       const A l = static_cast<A>(lse_v[r]), sc = static_cast<A>(scale[r]);
-      for (int64_t j = 0; j < v; ++j) d[j] = static_cast<T>(std::exp(static_cast<A>(x[j]) - l) * sc);
+      alignas(64) A buf[kChunk], out[kChunk];
+      for (int64_t b = 0; b < v; b += kChunk) {
+        const int64_t n = std::min(kChunk, v - b);
+        // f32/f64 write straight into dlogits; 16-bit types go through `out` and round once.
+        A* dst = std::is_same_v<T, A> ? reinterpret_cast<A*>(d + b) : out;
+        Eigen::Map<Eigen::Array<A, Eigen::Dynamic, 1>>(dst, n) =
+            (ConstArrayMap<A>(as_acc(x + b, n, buf), n) - l).exp() * sc;
+        if constexpr (!std::is_same_v<T, A>)
+          for (int64_t k = 0; k < n; ++k) d[b + k] = static_cast<T>(out[k]);
+      }
       d[t[r]] = static_cast<T>((std::exp(static_cast<A>(x[t[r]]) - l) - A(1)) * sc);
     };
     if (parallel_rows(n, v)) {

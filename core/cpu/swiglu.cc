@@ -1,6 +1,8 @@
 // SwiGLU on the CPU: out = silu(gate) * up, and its backward, as one pass over strided operands
 // (the Llama MLP's gate and up projections are often views of one fused matmul output).
-#include <cmath>
+#include <Eigen/Core>
+
+#include <algorithm>
 
 #include "core/checks.h"
 #include "core/cpu/loops.h"
@@ -17,9 +19,22 @@ void check_pair(const char* op, const char* a_name, const Tensor& a, const char*
            " of shape ", shape_str(b.shape()), " must have the same shape");
 }
 
+// Elements are processed in blocks gathered into arithmetic-type buffers, so that the sigmoid
+// runs through Eigen's SIMD exp (std::exp in a loop stays scalar without -ffast-math) and one
+// code path serves every stride and dtype.
+constexpr int64_t kBlock = 256;
+
 template <typename A>
-inline A sigmoid_of(A g) {
-  return A(1) / (A(1) + std::exp(-g));
+using ArrayMap = Eigen::Map<Eigen::Array<A, Eigen::Dynamic, 1>>;
+
+template <typename T, typename A = acc_t<T>>
+void gather(const T* src, int64_t stride, int64_t n, A* dst) {
+  for (int64_t k = 0; k < n; ++k) dst[k] = static_cast<A>(src[k * stride]);
+}
+
+template <typename T, typename A = acc_t<T>>
+void scatter(const A* src, int64_t n, T* dst, int64_t stride) {
+  for (int64_t k = 0; k < n; ++k) dst[k * stride] = static_cast<T>(src[k]);
 }
 
 }  // namespace
@@ -36,10 +51,14 @@ Tensor swiglu_fwd(const Tensor& gate, const Tensor& up) {
     const T* u = static_cast<const T*>(up.storage()->data());
     cpu::strided_loop<3>(out.shape(), {out.strides(), gate.strides(), up.strides()},
                          {out.offset(), gate.offset(), up.offset()}, [&](auto off, auto st, int64_t n) {
-                           for (int64_t k = 0; k < n; ++k) {
-                             const A gv = static_cast<A>(g[off[1] + k * st[1]]);
-                             const A uv = static_cast<A>(u[off[2] + k * st[2]]);
-                             o[off[0] + k * st[0]] = static_cast<T>(gv * sigmoid_of(gv) * uv);
+                           alignas(64) A gb[kBlock], ub[kBlock];
+                           for (int64_t b = 0; b < n; b += kBlock) {
+                             const int64_t m = std::min(kBlock, n - b);
+                             gather(g + off[1] + b * st[1], st[1], m, gb);
+                             gather(u + off[2] + b * st[2], st[2], m, ub);
+                             ArrayMap<A> G(gb, m), U(ub, m);
+                             U = G * U / (A(1) + (-G).exp());
+                             scatter(ub, m, o + off[0] + b * st[0], st[0]);
                            }
                          });
   });
@@ -65,13 +84,18 @@ SwigluGrads swiglu_bwd(const Tensor& dout, const Tensor& gate, const Tensor& up)
         gate.shape(), {grads.dgate.strides(), grads.dup.strides(), dout.strides(), gate.strides(), up.strides()},
         {grads.dgate.offset(), grads.dup.offset(), dout.offset(), gate.offset(), up.offset()},
         [&](auto off, auto st, int64_t n) {
-          for (int64_t k = 0; k < n; ++k) {
-            const A dv = static_cast<A>(d[off[2] + k * st[2]]);
-            const A gv = static_cast<A>(g[off[3] + k * st[3]]);
-            const A uv = static_cast<A>(u[off[4] + k * st[4]]);
-            const A sg = sigmoid_of(gv);
-            dg[off[0] + k * st[0]] = static_cast<T>(dv * uv * sg * (A(1) + gv * (A(1) - sg)));
-            du[off[1] + k * st[1]] = static_cast<T>(dv * gv * sg);
+          alignas(64) A db[kBlock], gb[kBlock], ub[kBlock], sb[kBlock];
+          for (int64_t b = 0; b < n; b += kBlock) {
+            const int64_t m = std::min(kBlock, n - b);
+            gather(d + off[2] + b * st[2], st[2], m, db);
+            gather(g + off[3] + b * st[3], st[3], m, gb);
+            gather(u + off[4] + b * st[4], st[4], m, ub);
+            ArrayMap<A> D(db, m), G(gb, m), U(ub, m), S(sb, m);
+            S = (A(1) + (-G).exp()).inverse();  // sigmoid(g)
+            U = D * U * S * (A(1) + G * (A(1) - S));  // dgate, in up's buffer
+            S = D * G * S;                            // dup = dout * silu(g)
+            scatter(ub, m, dg + off[0] + b * st[0], st[0]);
+            scatter(sb, m, du + off[1] + b * st[1], st[1]);
           }
         });
   });
