@@ -1,6 +1,8 @@
 // Scaled dot-product attention with grouped-query heads on the CPU, FlashAttention-2 style: query
 // blocks x key blocks, an online softmax in the forward and a recompute-from-lse backward, so no
 // (T, S) matrix ever exists. The small per-block GEMMs go through Eigen.
+// GCC 12 reports a false -Wmaybe-uninitialized inside Eigen 3.4's AVX-512 exp; silence it here.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <omp.h>
 
 #include <Eigen/Core>
@@ -144,11 +146,12 @@ void forward_block(const Geometry& g, const int64_t* seg, int64_t i0, int64_t bq
   const int64_t D = g.D;
   const A scale = static_cast<A>(g.scale);
   const A neg_inf = -std::numeric_limits<A>::infinity();
-  ConstMatMap<A> Q(q, bq, D);
-  MatMap<A> O(scratch, bq, D);  // unnormalised output accumulator
-  A* m = scratch + bq * D;      // running row max of the scaled scores
-  A* l = m + bq;                // running row sum of exp(score - m)
-  A* scores = l + bq;           // (bq, kBlockK)
+  MatMap<A> Q(scratch, bq, D);  // q * scale, so that Q K^T are already the scaled scores
+  MatMap<A> O(Q.data() + bq * D, bq, D);  // unnormalised output accumulator
+  A* m = O.data() + bq * D;  // running row max of the scaled scores
+  A* l = m + bq;             // running row sum of exp(score - m)
+  A* scores = l + bq;        // (bq, kBlockK)
+  Q = ConstMatMap<A>(q, bq, D) * scale;
   O.setZero();
   std::fill(m, m + bq, neg_inf);
   std::fill(l, l + bq, A(0));
@@ -160,7 +163,6 @@ void forward_block(const Geometry& g, const int64_t* seg, int64_t i0, int64_t bq
     ConstMatMap<A> K(k + j0 * D, bk, D), V(v + j0 * D, bk, D);
     MatMap<A> P(scores, bq, bk);
     P.noalias() = Q * K.transpose();
-    P *= scale;
     if (kind == BlockKind::partial) mask_block<A>(g, seg, i0, j0, P, neg_inf);
     for (int64_t r = 0; r < bq; ++r) {
       const A m_new = std::max(m[r], P.row(r).maxCoeff());
@@ -202,12 +204,16 @@ void backward_kv_head(const Geometry& g, const int64_t* seg, int64_t b, int64_t 
   A* p_buf = scratch;                    // (kBlockQ, kBlockK) probabilities
   A* dp_buf = p_buf + kBlockQ * kBlockK;  // (kBlockQ, kBlockK) dP, then dS
   A* dq_buf = dp_buf + kBlockQ * kBlockK;  // (kBlockQ, D)
-  A* drow = dq_buf + kBlockQ * D;          // (kBlockQ,) rowsum(dO * O)
+  A* qs_buf = dq_buf + kBlockQ * D;        // (kBlockQ, D) q * scale
+  A* drow = qs_buf + kBlockQ * D;          // (kBlockQ,) rowsum(dO * O)
   for (int64_t gi = 0; gi < g.group; ++gi) {
     const int64_t row = (b * g.Hq + kv_head * g.group + gi) * T_;  // first (b, h, t) row of this q-head
     for (int64_t i0 = 0; i0 < T_; i0 += kBlockQ) {
       const int64_t bq = std::min(kBlockQ, T_ - i0);
-      ConstMatMap<A> Q(q + (row + i0) * D, bq, D), dO(dout + (row + i0) * D, bq, D), O(out + (row + i0) * D, bq, D);
+      ConstMatMap<A> dO(dout + (row + i0) * D, bq, D), O(out + (row + i0) * D, bq, D);
+      // Scaled q gives the scaled scores directly and makes dS^T (q * scale) the whole dK term.
+      MatMap<A> Q(qs_buf, bq, D);
+      Q = ConstMatMap<A>(q + (row + i0) * D, bq, D) * scale;
       const A* L = lse + row + i0;
       MatMap<A> dQ(dq_buf, bq, D);
       dQ.setZero();
@@ -223,21 +229,20 @@ void backward_kv_head(const Geometry& g, const int64_t* seg, int64_t b, int64_t 
         P.noalias() = Q * K.transpose();
         for (int64_t r = 0; r < bq; ++r) {
           if (L[r] == neg_inf) P.row(r).setZero();  // NOTE [attention rows without keys]
-          else P.row(r) = (P.row(r).array() * scale - L[r]).exp().matrix();
+          else P.row(r) = (P.row(r).array() - L[r]).exp().matrix();
         }
         if (kind == BlockKind::partial) mask_block<A>(g, seg, i0, j0, P, A(0));
         dV.middleRows(j0, bk).noalias() += P.transpose() * dO;
         dS.noalias() = dO * V.transpose();  // dP
         for (int64_t r = 0; r < bq; ++r) dS.row(r) = (P.row(r).array() * (dS.row(r).array() - drow[r])).matrix();
         dQ.noalias() += dS * K;
-        dK.middleRows(j0, bk).noalias() += dS.transpose() * Q;  // scaled once at the end
+        dK.middleRows(j0, bk).noalias() += dS.transpose() * Q;
       }
       T* dq_rows = dq + (row + i0) * D;
       for (int64_t r = 0; r < bq; ++r)
         for (int64_t d = 0; d < D; ++d) dq_rows[r * D + d] = convert<T>(dQ(r, d) * scale);
     }
   }
-  dK *= scale;
 }
 
 }  // namespace
@@ -256,7 +261,7 @@ AttentionOut attention_fwd(const Tensor& q, const Tensor& k, const Tensor& v, co
     const int64_t q_blocks = (g.T + kBlockQ - 1) / kBlockQ;
     const int64_t tasks = g.B * g.Hq * q_blocks;
     const int64_t work = g.B * g.Hq * g.T * g.S * g.D / (g.causal ? 2 : 1);
-    Scratch<A> scratch(kBlockQ * g.D + 2 * kBlockQ + kBlockQ * kBlockK, tasks);
+    Scratch<A> scratch(2 * kBlockQ * g.D + 2 * kBlockQ + kBlockQ * kBlockK, tasks);
     // Dynamic scheduling: with a causal mask later query blocks see more keys.
 #pragma omp parallel for schedule(dynamic, 1) if (work >= kParallelMinWork && tasks > 1)
     for (int64_t task = 0; task < tasks; ++task) {
@@ -302,7 +307,7 @@ AttentionGrads attention_bwd(const Tensor& dout, const Tensor& q, const Tensor& 
     }
     const int64_t tasks = g.B * g.Hkv;
     const int64_t work = g.B * g.Hq * g.T * g.S * g.D / (g.causal ? 2 : 1);
-    Scratch<A> scratch(2 * kBlockQ * kBlockK + kBlockQ * g.D + kBlockQ, tasks);
+    Scratch<A> scratch(2 * kBlockQ * kBlockK + 2 * kBlockQ * g.D + kBlockQ, tasks);
 #pragma omp parallel for schedule(dynamic, 1) if (work >= kParallelMinWork && tasks > 1)
     for (int64_t task = 0; task < tasks; ++task) {
       const int64_t b = task / g.Hkv, kv_head = task % g.Hkv;
