@@ -125,6 +125,11 @@ TEST(Matmul, SteppedAndOffsetViewsMatch) {
     Tensor big = Tensor::randn({10, 12}, 23, dt);
     expect_matches_naive(ops::narrow(ops::narrow(big, 0, 2, 5), 1, 3, 7), Tensor::randn({7, 2}, 24, dt),
                          "offset sub-block");
+    // expand()ed rows (row stride 0) and columns (column stride 0) inside the matrix.
+    expect_matches_naive(ops::expand(Tensor::randn({1, 6}, 25, dt), {4, 6}), Tensor::randn({6, 3}, 26, dt),
+                         "expanded rows");
+    expect_matches_naive(Tensor::randn({4, 6}, 27, dt), ops::expand(Tensor::randn({6, 1}, 28, dt), {6, 3}),
+                         "expanded columns");
   }
 }
 
