@@ -95,13 +95,13 @@ CrossEntropyOut cross_entropy_fwd(const Tensor& logits, const Tensor& targets, i
       alignas(64) A buf[kChunk];
       A m = -std::numeric_limits<A>::infinity();
       for (int64_t b = 0; b < v; b += kChunk) {
-        const int64_t n = std::min(kChunk, v - b);
-        m = std::max(m, ConstArrayMap<A>(as_acc(x + b, n, buf), n).maxCoeff());
+        const int64_t len = std::min(kChunk, v - b);
+        m = std::max(m, ConstArrayMap<A>(as_acc(x + b, len, buf), len).maxCoeff());
       }
       double s = 0.0;
       for (int64_t b = 0; b < v; b += kChunk) {
-        const int64_t n = std::min(kChunk, v - b);
-        s += static_cast<double>((ConstArrayMap<A>(as_acc(x + b, n, buf), n) - m).exp().sum());
+        const int64_t len = std::min(kChunk, v - b);
+        s += static_cast<double>((ConstArrayMap<A>(as_acc(x + b, len, buf), len) - m).exp().sum());
       }
       const double l = static_cast<double>(m) + std::log(s);
       lse[r] = static_cast<L>(l);
@@ -147,6 +147,10 @@ Tensor cross_entropy_bwd(const Tensor& dloss, const Tensor& logits, const Tensor
     SL_CHECK(dloss.numel() == 1, op, ": dloss must be a scalar for reduction mean or sum, got shape ",
              shape_str(dloss.shape()), " for logits of shape ", shape_str(logits.shape()));
 
+  SL_CHECK(reduction != Reduction::mean || count > 0 ||
+               std::all_of(t.begin(), t.end(), [&](int64_t x) { return x == ignore_index; }),
+           op, ": count must be positive for reduction mean when some target is not ignore_index, got ", count,
+           " for logits of shape ", shape_str(logits.shape()));
   // The gradient scale of each row: dloss[r] for none, dloss (/ count for mean) otherwise.
   std::vector<double> scale(static_cast<size_t>(n), 0.0);
   const std::vector<double> g = dloss.to_double_vector();
@@ -175,13 +179,13 @@ Tensor cross_entropy_bwd(const Tensor& dloss, const Tensor& logits, const Tensor
       const A l = static_cast<A>(lse_v[r]), sc = static_cast<A>(scale[r]);
       alignas(64) A buf[kChunk], out[kChunk];
       for (int64_t b = 0; b < v; b += kChunk) {
-        const int64_t n = std::min(kChunk, v - b);
+        const int64_t len = std::min(kChunk, v - b);
         // f32/f64 write straight into dlogits; 16-bit types go through `out` and round once.
         A* dst = std::is_same_v<T, A> ? reinterpret_cast<A*>(d + b) : out;
-        Eigen::Map<Eigen::Array<A, Eigen::Dynamic, 1>>(dst, n) =
-            (ConstArrayMap<A>(as_acc(x + b, n, buf), n) - l).exp() * sc;
+        Eigen::Map<Eigen::Array<A, Eigen::Dynamic, 1>>(dst, len) =
+            (ConstArrayMap<A>(as_acc(x + b, len, buf), len) - l).exp() * sc;
         if constexpr (!std::is_same_v<T, A>)
-          for (int64_t k = 0; k < n; ++k) d[b + k] = static_cast<T>(out[k]);
+          for (int64_t k = 0; k < len; ++k) d[b + k] = static_cast<T>(out[k]);
       }
       d[t[r]] = static_cast<T>((std::exp(static_cast<A>(x[t[r]]) - l) - A(1)) * sc);
     };
