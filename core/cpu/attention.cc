@@ -125,14 +125,16 @@ Tensor contiguous_as(const Tensor& t, DType dtype) {
   return ops::contiguous(ops::to_dtype(t, dtype));
 }
 
-// Per-thread scratch, allocated as a tensor so that the memory ledger sees it.
+// Per-thread scratch, allocated as a tensor so that the memory ledger sees it. The parallel loop
+// must run with num_threads(threads) so that every omp_get_thread_num() has a slot.
 template <typename A>
 struct Scratch {
   Tensor buffer;
   int64_t per_thread = 0;
+  int threads = 1;
   Scratch(int64_t per, int64_t tasks) : per_thread(per) {
     MemTagScope tag(MemTag::workspace);
-    const int64_t threads = std::max<int64_t>(1, std::min<int64_t>(omp_get_max_threads(), tasks));
+    threads = static_cast<int>(std::clamp<int64_t>(tasks, 1, omp_get_max_threads()));
     buffer = Tensor::empty({threads * per}, dtype_of<A>);
   }
   A* slot() const { return buffer.data<A>() + omp_get_thread_num() * per_thread; }
@@ -263,7 +265,7 @@ AttentionOut attention_fwd(const Tensor& q, const Tensor& k, const Tensor& v, co
     const int64_t work = g.B * g.Hq * g.T * g.S * g.D / (g.causal ? 2 : 1);
     Scratch<A> scratch(2 * kBlockQ * g.D + 2 * kBlockQ + kBlockQ * kBlockK, tasks);
     // Dynamic scheduling: with a causal mask later query blocks see more keys.
-#pragma omp parallel for schedule(dynamic, 1) if (work >= kParallelMinWork && tasks > 1)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(scratch.threads) if (work >= kParallelMinWork && tasks > 1)
     for (int64_t task = 0; task < tasks; ++task) {
       const int64_t bh = task / q_blocks, b = bh / g.Hq, h = bh % g.Hq;
       const int64_t i0 = (task % q_blocks) * kBlockQ, bq = std::min(kBlockQ, g.T - i0);
@@ -308,7 +310,7 @@ AttentionGrads attention_bwd(const Tensor& dout, const Tensor& q, const Tensor& 
     const int64_t tasks = g.B * g.Hkv;
     const int64_t work = g.B * g.Hq * g.T * g.S * g.D / (g.causal ? 2 : 1);
     Scratch<A> scratch(2 * kBlockQ * kBlockK + 2 * kBlockQ * g.D + kBlockQ, tasks);
-#pragma omp parallel for schedule(dynamic, 1) if (work >= kParallelMinWork && tasks > 1)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(scratch.threads) if (work >= kParallelMinWork && tasks > 1)
     for (int64_t task = 0; task < tasks; ++task) {
       const int64_t b = task / g.Hkv, kv_head = task % g.Hkv;
       backward_kv_head<T, A>(g, g.segments_of(b), b, kv_head, qa.data<A>(), ka.data<A>(), va.data<A>(),
