@@ -174,8 +174,18 @@ std::vector<double> Tensor::to_double_vector() const {
 }
 
 std::vector<int64_t> Tensor::to_int_vector() const {
-  std::vector<double> v = to_double_vector();
-  return std::vector<int64_t>(v.begin(), v.end());
+  SL_CHECK(device().is_cpu(), "reading values of a ", device().str(), " tensor: move it to the CPU first");
+  std::vector<int64_t> out;
+  out.reserve(numel());
+  // Integers are read as integers: a detour through double would corrupt i64 values above 2^53.
+  dispatch_numeric(dtype(), "to_int_vector", [&]<typename T>() {
+    const T* base = static_cast<const T*>(impl()->storage->data());
+    for_each_offset(shape(), strides(), offset(), [&](int64_t off) {
+      if constexpr (std::is_integral_v<T>) out.push_back(static_cast<int64_t>(base[off]));
+      else out.push_back(static_cast<int64_t>(to_double(base[off])));
+    });
+  });
+  return out;
 }
 
 double Tensor::item() const {

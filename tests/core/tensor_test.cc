@@ -52,6 +52,8 @@ TEST(Tensor, FactoriesFillValuesInRowMajorOrder) {
   EXPECT_EQ(Tensor::zeros({3}).to_double_vector(), (std::vector<double>{0, 0, 0}));
   EXPECT_EQ(Tensor::full({2}, 2.5, DType::f64).to_double_vector(), (std::vector<double>{2.5, 2.5}));
   EXPECT_EQ(Tensor::arange(4).to_int_vector(), (std::vector<int64_t>{0, 1, 2, 3}));
+  const int64_t big = (int64_t{1} << 60) + 1;  // not representable in a double
+  EXPECT_EQ(Tensor::from_ints({big}, {1}).to_int_vector()[0], big);
   EXPECT_EQ(Tensor::scalar(7.0).dim(), 0);
   EXPECT_DOUBLE_EQ(Tensor::scalar(7.0).item(), 7.0);
   EXPECT_THROW(Tensor::from_vector({1, 2, 3}, {2, 2}), Error);
