@@ -47,6 +47,7 @@ class SafetensorsFile {
   const std::map<std::string, std::string>& metadata() const;
 
  private:
+  SafetensorsFile() = default;  // only open() makes one, so state_ is never null
   struct State;
   std::shared_ptr<const State> state_;
 };
