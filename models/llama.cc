@@ -22,7 +22,8 @@ LlamaAttention::LlamaAttention(const LlamaConfig& c, uint64_t seed) : Module("Ll
   o_proj_ = register_module("o_proj", std::make_shared<nn::Linear>(c.num_attention_heads * d, c.hidden_size, false, seed + 3, dt, std));
 }
 
-Tensor LlamaAttention::forward(const Tensor& x, const Tensor& positions, const Tensor& segment_ids) {
+Tensor LlamaAttention::forward(const Tensor& x, const Tensor& positions, const Tensor& segment_ids,
+                               KvCache::Layer* cache) {
   const int64_t B = x.size(0), T = x.size(1), d = config_.resolved_head_dim();
   const int64_t hq = config_.num_attention_heads, hkv = config_.num_key_value_heads;
   // (B, T, H*D) -> (B, H, T, D)
@@ -30,6 +31,14 @@ Tensor LlamaAttention::forward(const Tensor& x, const Tensor& positions, const T
   Tensor q = rope(heads((*q_proj_)(x), hq), positions, config_.rope());
   Tensor k = rope(heads((*k_proj_)(x), hkv), positions, config_.rope());
   Tensor v = heads((*v_proj_)(x), hkv);
+  if (cache != nullptr) {
+    if (cache->k.defined()) {
+      k = cat({cache->k, k}, 2);
+      v = cat({cache->v, v}, 2);
+    }
+    cache->k = contiguous(k);
+    cache->v = contiguous(v);
+  }
   AttentionOptions options;
   options.causal = true;
   options.segment_ids = segment_ids;
@@ -56,8 +65,9 @@ LlamaDecoderLayer::LlamaDecoderLayer(const LlamaConfig& c, uint64_t seed) : Modu
       register_module("post_attention_layernorm", std::make_shared<nn::RMSNorm>(c.hidden_size, c.rms_norm_eps, c.torch_dtype));
 }
 
-Tensor LlamaDecoderLayer::forward(const Tensor& x, const Tensor& positions, const Tensor& segment_ids) {
-  Tensor h = x + self_attn_->forward((*input_layernorm_)(x), positions, segment_ids);
+Tensor LlamaDecoderLayer::forward(const Tensor& x, const Tensor& positions, const Tensor& segment_ids,
+                                  KvCache::Layer* cache) {
+  Tensor h = x + self_attn_->forward((*input_layernorm_)(x), positions, segment_ids, cache);
   return h + (*mlp_)((*post_attention_layernorm_)(h));
 }
 
@@ -76,11 +86,16 @@ LlamaModel::LlamaModel(const LlamaConfig& c, uint64_t seed) : Module("LlamaModel
 Tensor LlamaModel::forward(const LlamaInputs& in) {
   SL_CHECK(in.input_ids.dim() == 2, "llama: input_ids must be (batch, seq), got ", shape_str(in.input_ids.shape()));
   const int64_t T = in.input_ids.size(1);
-  SL_CHECK(T <= config_.max_position_embeddings, "llama: sequence length ", T, " exceeds max_position_embeddings ",
-           config_.max_position_embeddings);
-  Tensor positions = in.positions.defined() ? in.positions : Tensor::arange(T);
+  const int64_t past = in.cache != nullptr ? in.cache->length : 0;
+  SL_CHECK(past + T <= config_.max_position_embeddings, "llama: sequence length ", past + T,
+           " exceeds max_position_embeddings ", config_.max_position_embeddings);
+  SL_CHECK(in.cache == nullptr || !in.segment_ids.defined(), "llama: packed segments cannot use a KV cache");
+  Tensor positions = in.positions.defined() ? in.positions : ops::add_scalar(Tensor::arange(T), static_cast<double>(past));
+  if (in.cache != nullptr) in.cache->layers.resize(layers_.size());
   Tensor x = embed_tokens_->forward(in.input_ids);  // (B, T, C)
-  for (auto& layer : layers_) x = layer->forward(x, positions, in.segment_ids);
+  for (size_t i = 0; i < layers_.size(); ++i)
+    x = layers_[i]->forward(x, positions, in.segment_ids, in.cache != nullptr ? &in.cache->layers[i] : nullptr);
+  if (in.cache != nullptr) in.cache->length += T;
   return (*norm_)(x);
 }
 

@@ -13,17 +13,30 @@
 
 namespace shardlab::models {
 
+// Keys and values of every layer for the tokens seen so far, for incremental decoding.
+struct KvCache {
+  struct Layer {
+    Tensor k, v;  // (B, Hkv, S, D) after RoPE; undefined before the first step
+  };
+  std::vector<Layer> layers;
+  int64_t length = 0;  // S: tokens already in the cache
+};
+
 // Per-batch inputs besides the token ids.
 struct LlamaInputs {
   Tensor input_ids;    // (B, T) i64
   Tensor positions;    // (B, T) or (T,) i64; undefined: 0..T-1
   Tensor segment_ids;  // (B, T) document ids for packed sequences; undefined: one document per row
+  // With a cache, input_ids are the new tokens only (positions default to cache->length + 0..T-1);
+  // their keys/values are appended and queries attend to everything cached (end-aligned causal).
+  KvCache* cache = nullptr;
 };
 
 class LlamaAttention : public nn::Module {
  public:
   LlamaAttention(const LlamaConfig& config, uint64_t seed);
-  Tensor forward(const Tensor& x, const Tensor& positions, const Tensor& segment_ids);  // (B, T, C)
+  Tensor forward(const Tensor& x, const Tensor& positions, const Tensor& segment_ids,
+                 KvCache::Layer* cache = nullptr);  // (B, T, C)
 
  private:
   const LlamaConfig config_;
@@ -42,7 +55,8 @@ class LlamaMLP : public nn::UnaryModule {
 class LlamaDecoderLayer : public nn::Module {
  public:
   LlamaDecoderLayer(const LlamaConfig& config, uint64_t seed);
-  Tensor forward(const Tensor& x, const Tensor& positions, const Tensor& segment_ids);
+  Tensor forward(const Tensor& x, const Tensor& positions, const Tensor& segment_ids,
+                 KvCache::Layer* cache = nullptr);
 
  private:
   std::shared_ptr<LlamaAttention> self_attn_;
