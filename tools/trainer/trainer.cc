@@ -1,0 +1,205 @@
+// The training loop (see trainer.h).
+#include "tools/trainer/trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include <unistd.h>
+
+#include "autograd/functions.h"
+#include "core/atomic_file.h"
+#include "core/safetensors.h"
+#include "models/llama_io.h"
+
+namespace shardlab::train {
+
+namespace fs = std::filesystem;
+
+namespace {
+double now_seconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+std::string format_duration(double seconds) {
+  char buf[32];
+  const int64_t s = static_cast<int64_t>(seconds + 0.5);
+  if (s >= 3600) std::snprintf(buf, sizeof(buf), "%ldh%02ldm", static_cast<long>(s / 3600), static_cast<long>(s / 60 % 60));
+  else std::snprintf(buf, sizeof(buf), "%ldm%02lds", static_cast<long>(s / 60), static_cast<long>(s % 60));
+  return buf;
+}
+
+json::Value stats_json(const StepStats& s) {
+  json::Value v = json::Value::object();
+  v.set("step", s.step);
+  v.set("loss", s.loss);
+  v.set("lr", s.lr);
+  v.set("grad_norm", s.grad_norm);
+  v.set("tokens", s.tokens);
+  v.set("target_tokens", s.target_tokens);
+  v.set("seconds", s.seconds);
+  if (s.eval_loss >= 0) v.set("eval_loss", s.eval_loss);
+  return v;
+}
+}  // namespace
+
+Trainer::Trainer(models::LlamaForCausalLM& model, nn::Optimizer& optimizer, BatchStream& data, TrainerOptions options,
+                 std::function<double()> eval_fn)
+    : model_(model), optimizer_(optimizer), data_(data), options_(std::move(options)), eval_fn_(std::move(eval_fn)) {
+  SL_CHECK(options_.gradient_accumulation_steps >= 1, "trainer: gradient_accumulation_steps must be >= 1");
+  SL_CHECK(options_.max_steps >= 1, "trainer: max_steps must be >= 1");
+}
+
+StepStats Trainer::step() {
+  const double start = now_seconds();
+  StepStats s;
+  s.step = step_ + 1;
+  s.lr = options_.schedule.lr_at(step_);
+  optimizer_.set_lr(s.lr);
+  optimizer_.zero_grad();
+  model_.train();
+
+  // NOTE [loss normalisation]: the step's loss is the sum of token losses over all its micro
+  // batches divided by the step's target-token count, so that k micro batches of 1 sequence give
+  // the same gradient as one micro batch of k sequences. That needs the count before the first
+  // backward, so the step's micro batches are drawn up front (they are only token ids).
+  std::vector<MicroBatch> micro;
+  for (int64_t i = 0; i < options_.gradient_accumulation_steps; ++i) {
+    micro.push_back(data_.next());
+    s.target_tokens += micro.back().num_target_tokens;
+    s.tokens += micro.back().inputs.input_ids.numel();
+  }
+  SL_CHECK(s.target_tokens > 0, "step ", s.step, ": no target tokens in the step's ", micro.size(),
+           " micro batches (every label is -100)");
+  const double scale = 1.0 / static_cast<double>(s.target_tokens);
+  double loss_sum = 0.0;
+  for (size_t i = 0; i < micro.size(); ++i) {
+    MemTagScope tag(MemTag::activation);
+    auto [sum, count] = model_.loss_sum(micro[i].inputs, micro[i].labels);
+    const double value = sum.item();
+    SL_CHECK(std::isfinite(value), "loss is ", value, " at step ", s.step, " (micro batch ", i + 1,
+             "): training diverged; lower the learning rate or check the data");
+    loss_sum += value;
+    backward(sum * scale);
+  }
+  s.loss = loss_sum * scale;
+  s.grad_norm = options_.max_grad_norm > 0 ? nn::clip_grad_norm(optimizer_.params(), options_.max_grad_norm)
+                                           : nn::grad_norm(optimizer_.params());
+  SL_CHECK(std::isfinite(s.grad_norm), "gradient norm is ", s.grad_norm, " at step ", s.step,
+           ": a non-finite gradient would corrupt the weights");
+  optimizer_.step();
+  ++step_;
+  s.seconds = now_seconds() - start;
+  return s;
+}
+
+void Trainer::log(const StepStats& s) {
+  if (options_.print_progress && (s.step % options_.logging_steps == 0 || s.step == options_.max_steps)) {
+    const double elapsed = now_seconds() - run_started_;
+    const int64_t done = s.step - run_start_step_;
+    const double eta = done > 0 ? elapsed / done * (options_.max_steps - s.step) : 0.0;
+    double tokens = 0;
+    for (auto it = history_.rbegin(); it != history_.rend() && it->step > run_start_step_; ++it) tokens += it->tokens;
+    std::printf("step %ld/%ld | loss %.4f | lr %.2e | grad norm %.3f | %.0f tok/s | ETA %s",
+                static_cast<long>(s.step), static_cast<long>(options_.max_steps), s.loss, s.lr, s.grad_norm,
+                elapsed > 0 ? tokens / elapsed : 0.0, format_duration(eta).c_str());
+    if (s.eval_loss >= 0) std::printf(" | eval loss %.4f", s.eval_loss);
+    std::printf("\n");
+    std::fflush(stdout);
+  }
+  if (!options_.output_dir.empty()) {
+    fs::create_directories(options_.output_dir);
+    std::ofstream out(fs::path(options_.output_dir) / "log.jsonl", std::ios::app);
+    out << json::dump(stats_json(s)) << "\n";
+  }
+}
+
+void Trainer::run() {
+  run_started_ = now_seconds();
+  run_start_step_ = step_;
+  while (step_ < options_.max_steps) {
+    StepStats s = step();
+    const bool last = step_ == options_.max_steps;
+    if (eval_fn_ && ((options_.eval_steps > 0 && step_ % options_.eval_steps == 0) || last)) s.eval_loss = eval_fn_();
+    history_.push_back(s);
+    log(s);
+    if (!options_.output_dir.empty() && ((options_.save_steps > 0 && step_ % options_.save_steps == 0) || last))
+      save_checkpoint();
+  }
+}
+
+std::string Trainer::save_checkpoint() const {
+  SL_CHECK(!options_.output_dir.empty(), "save_checkpoint: no output_dir configured");
+  const fs::path final_dir = fs::path(options_.output_dir) / ("checkpoint-" + std::to_string(step_));
+  const fs::path tmp_dir = final_dir.string() + ".tmp." + std::to_string(::getpid());
+  fs::remove_all(tmp_dir);
+  fs::create_directories(tmp_dir);
+  models::save_llama(model_, tmp_dir.string(), model_.config().torch_dtype);
+  std::vector<std::pair<std::string, Tensor>> opt_state;
+  for (auto& [name, t] : optimizer_.state_dict()) opt_state.emplace_back(name, t);
+  save_safetensors((tmp_dir / "optimizer.safetensors").string(), opt_state);
+  json::Value state = json::Value::object();
+  state.set("global_step", step_);
+  state.set("data", data_.state());
+  json::Value hist = json::Value::array();
+  for (const StepStats& s : history_) hist.push_back(stats_json(s));
+  state.set("log_history", hist);
+  write_file_atomic((tmp_dir / "trainer_state.json").string(), json::dump_pretty(state) + "\n");
+  // Swap the finished directory into place; an older save of the same step is replaced whole.
+  if (fs::exists(final_dir)) {
+    const fs::path old = final_dir.string() + ".old." + std::to_string(::getpid());
+    fs::rename(final_dir, old);
+    fs::rename(tmp_dir, final_dir);
+    fs::remove_all(old);
+  } else {
+    fs::rename(tmp_dir, final_dir);
+  }
+  return final_dir.string();
+}
+
+void Trainer::load_checkpoint(const std::string& checkpoint_dir) {
+  SL_CHECK(fs::is_directory(checkpoint_dir), "resume: checkpoint directory '", checkpoint_dir, "' does not exist");
+  models::load_llama_weights(model_, checkpoint_dir);
+  SafetensorsFile opt = SafetensorsFile::open((fs::path(checkpoint_dir) / "optimizer.safetensors").string());
+  nn::NamedTensors state;
+  for (const std::string& name : opt.names()) state.emplace_back(name, opt.get(name));
+  optimizer_.load_state_dict(state);
+  const std::string state_path = (fs::path(checkpoint_dir) / "trainer_state.json").string();
+  json::Value trainer_state = json::parse_file(state_path);
+  json::Ref ref(trainer_state, state_path);
+  step_ = ref["global_step"].as_int();
+  data_.restore(ref["data"].value());
+  history_.clear();
+  for (const json::Value& h : ref["log_history"].as_array()) {
+    json::Ref r(h, state_path);
+    StepStats s;
+    s.step = r["step"].as_int();
+    s.loss = r["loss"].as_double();
+    s.lr = r["lr"].as_double();
+    s.grad_norm = r["grad_norm"].as_double();
+    s.tokens = r["tokens"].as_int();
+    s.target_tokens = r["target_tokens"].as_int();
+    s.seconds = r["seconds"].as_double();
+    s.eval_loss = r.get_double("eval_loss", -1.0);
+    history_.push_back(s);
+  }
+}
+
+double evaluate(models::LlamaForCausalLM& model, const std::vector<MicroBatch>& batches) {
+  NoGradGuard no_grad;
+  const bool was_training = model.is_training();
+  model.eval();
+  double total = 0.0;
+  int64_t count = 0;
+  for (const MicroBatch& b : batches) {
+    auto [sum, n] = model.loss_sum(b.inputs, b.labels);
+    total += sum.item();
+    count += n;
+  }
+  model.train(was_training);
+  return count > 0 ? total / static_cast<double>(count) : std::nan("");
+}
+
+}  // namespace shardlab::train

@@ -1,0 +1,94 @@
+// The training loop: optimizer steps made of gradient-accumulation micro batches, the loss of a
+// step normalised by the target tokens of the whole step, clipping, LR schedule, evaluation,
+// progress lines and a JSONL log, and checkpoints that resume bit-exactly.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "core/json.h"
+#include "models/llama.h"
+#include "nn/lr_schedule.h"
+#include "nn/optimizer.h"
+
+namespace shardlab::train {
+
+// One micro batch.
+struct MicroBatch {
+  models::LlamaInputs inputs;
+  Tensor labels;  // (B, T) i64, -100 = not a target
+  int64_t num_target_tokens = 0;  // targets after the one-token shift
+};
+
+// Where micro batches come from. Its state (epoch, position, ...) is saved in checkpoints.
+class BatchStream {
+ public:
+  virtual ~BatchStream() = default;
+  virtual MicroBatch next() = 0;
+  virtual json::Value state() const = 0;
+  virtual void restore(const json::Value& state) = 0;
+  virtual int64_t epoch() const { return 0; }
+};
+
+struct TrainerOptions {
+  int64_t max_steps = 1;
+  int64_t gradient_accumulation_steps = 1;
+  double max_grad_norm = 0.0;  // 0: no clipping (the norm is still measured and logged)
+  nn::LrSchedule schedule;
+  int64_t logging_steps = 1;
+  int64_t eval_steps = 0;      // 0: evaluate only at the end (when an eval function is given)
+  int64_t save_steps = 0;      // 0: save only at the end
+  std::string output_dir;      // empty: no log file, no checkpoints
+  bool print_progress = true;
+};
+
+struct StepStats {
+  int64_t step = 0;        // 1-based optimizer step
+  double loss = 0.0;       // mean over the step's target tokens
+  double lr = 0.0;
+  double grad_norm = 0.0;  // before clipping
+  int64_t tokens = 0;      // input tokens processed in the step
+  int64_t target_tokens = 0;
+  double seconds = 0.0;
+  double eval_loss = -1.0; // -1 when not evaluated at this step
+};
+
+class Trainer {
+ public:
+  // eval_fn returns the mean validation loss (optional).
+  Trainer(models::LlamaForCausalLM& model, nn::Optimizer& optimizer, BatchStream& data, TrainerOptions options,
+          std::function<double()> eval_fn = {});
+
+  // One optimizer step. Gradients stay in .grad until the next step starts (tests read them).
+  StepStats step();
+  // Steps until max_steps with logging, evaluation and checkpoints (the last one at the end).
+  void run();
+
+  // checkpoint-N: config.json + model.safetensors (HF format), optimizer.safetensors,
+  // trainer_state.json (step, data position, loss history). Written under a temporary name and
+  // renamed, so an interrupted save leaves the previous checkpoint untouched.
+  std::string save_checkpoint() const;
+  void load_checkpoint(const std::string& checkpoint_dir);
+
+  int64_t global_step() const { return step_; }
+  const std::vector<StepStats>& history() const { return history_; }
+
+ private:
+  void log(const StepStats& s);
+
+  models::LlamaForCausalLM& model_;
+  nn::Optimizer& optimizer_;
+  BatchStream& data_;
+  TrainerOptions options_;
+  std::function<double()> eval_fn_;
+  int64_t step_ = 0;
+  std::vector<StepStats> history_;
+  double run_started_ = 0.0;
+  int64_t run_start_step_ = 0;
+};
+
+// The mean next-token loss of `model` over `batches` (no grad, eval mode).
+double evaluate(models::LlamaForCausalLM& model, const std::vector<MicroBatch>& batches);
+
+}  // namespace shardlab::train
