@@ -25,17 +25,16 @@ std::string unsupported_hint(std::string_view key) {
 bool switched_off(const YAML::Node& v) {
   if (v.IsNull()) return true;
   if (v.IsSequence() || v.IsMap()) return v.size() == 0;
-  std::string s = v.Scalar();
-  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
+  const std::string s = lowercase(v.Scalar());
   return s.empty() || s == "false";
 }
+
+}  // namespace
 
 std::string lowercase(std::string s) {
   std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
   return s;
 }
-
-}  // namespace
 
 const Field* Section::find(std::string_view key) const {
   for (const Field& f : fields)

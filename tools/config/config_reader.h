@@ -28,6 +28,8 @@ struct Section {
   const Field* find(std::string_view key) const;  // by the bare key, null when absent or empty
 };
 
+std::string lowercase(std::string s);
+
 // Human-readable kind of a non-scalar node for "got ..." messages: "a list", "a map".
 std::string describe(const YAML::Node& node);
 

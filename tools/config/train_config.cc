@@ -51,10 +51,9 @@ void read_number(const Reader& rd, const Section& s, const char* key, Range rang
 }
 
 Toggle read_toggle(const Reader& rd, const Field& f) {
-  // true/false in any case, like every other switch; "auto" is left for resolve_auto().
-  if (f.value.IsScalar() && f.value.Scalar() != "auto") {
-    std::string lower = f.value.Scalar();
-    for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  // true/false in any case, like every other switch; anything else lists the three choices.
+  if (f.value.IsScalar()) {
+    const std::string lower = detail::lowercase(f.value.Scalar());
     if (lower == "true") return Toggle::on;
     if (lower == "false") return Toggle::off;
   }
