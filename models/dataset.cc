@@ -68,7 +68,7 @@ std::vector<Record> load_records(const std::string& path) {
     json::Array& items = root.as_array();
     records.reserve(items.size());
     for (size_t i = 0; i < items.size(); ++i)
-      records.push_back({std::move(items[i]), path + ": record " + std::to_string(i)});
+      records.push_back({std::move(items[i]), path + ": record " + std::to_string(i) + " (0-based)"});
   } else {
     records = read_jsonl(path, text);
   }

@@ -48,7 +48,8 @@ struct LoadStats {
   LoadStats& operator+=(const LoadStats& o);
 };
 
-// A record plus where it came from ("data.jsonl:3" or "data.json: record 4"), for errors.
+// A record plus where it came from, for errors: "data.jsonl:3" (1-based line) or
+// "data.json: record 4 (0-based)" (index in the top-level array).
 struct Record {
   json::Value value;
   std::string where;

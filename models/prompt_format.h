@@ -71,7 +71,7 @@ inline constexpr std::string_view kAlpacaTurnInput = "### Instruction:\n{instruc
 inline constexpr std::string_view kAlpacaTurnNoInput = "### Instruction:\n{instruction}\n\n### Response:\n";
 
 // Formats `record` (which must be an object). `where` names it in errors: "data.jsonl:3" or
-// "data.json: record 4", giving messages such as
+// "data.json: record 4 (0-based)", giving messages such as
 //   data.jsonl:3: field "output" must be a string, got number
 PromptParts format_record(const DatasetSpec& spec, const json::Value& record, std::string_view where);
 
