@@ -41,7 +41,7 @@ TEST(Dataset, JsonlRecordsCarryTheirLineNumbers) {
 TEST(Dataset, JsonArrayRecordsCarryTheirIndex) {
   std::vector<Record> r = load_records(data_path("alpaca.json"));
   ASSERT_EQ(r.size(), 2u);
-  EXPECT_THAT(r[1].where, HasSubstr("alpaca.json: record 1"));
+  EXPECT_THAT(r[1].where, HasSubstr("alpaca.json: record 1 (0-based)"));
 }
 
 TEST(Dataset, AlpacaTokensAndMask) {
@@ -174,7 +174,7 @@ TEST(DatasetErrors, MissingField) {
 }
 TEST(DatasetErrors, WrongType) {
   EXPECT_THAT(load_error("wrong_type.json"),
-              HasSubstr("wrong_type.json: record 1: field \"output\" must be a string, got number"));
+              HasSubstr("wrong_type.json: record 1 (0-based): field \"output\" must be a string, got number"));
   EXPECT_THAT(load_error("wrong_input_type.jsonl"),
               HasSubstr("wrong_input_type.jsonl:1: field \"input\" must be a string, got number"));
 }
