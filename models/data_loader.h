@@ -44,6 +44,7 @@ struct LoaderPosition {
 // as its batch k: ranks see disjoint data and the loss curve does not depend on W.
 // Everything is a pure function of (samples, options, epoch, index): resuming at a saved
 // position yields the batches an uninterrupted run would have produced.
+// Not thread-safe: one epoch's shuffled/packed unit list is cached inside.
 class DataLoader {
  public:
   DataLoader(std::vector<Sample> samples, LoaderOptions options);
