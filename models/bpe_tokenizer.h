@@ -30,6 +30,7 @@ namespace shardlab::models {
 //   post_processor: null, ByteLevel, TemplateProcessing or a Sequence of them; a special token that
 //                  the template puts before the text is reported as template_bos(). Tokens the
 //                  template appends are not added by encode (callers add eos themselves).
+// Speed: ~0.13 s per MB of English text on one core with a cold cache (tokenizer_speed_test.cc).
 class BpeTokenizer : public Tokenizer {
  public:
   // `source` names the file in error messages.
