@@ -51,7 +51,7 @@ run_target() {
   if compgen -G "$crashes/*" >/dev/null; then
     local f rc=0
     for f in "$crashes"/*; do
-      "$bin" "$f" >"$log" 2>&1 || rc=$?
+      "$bin" "${FUZZ_FLAGS[@]}" "$f" >"$log" 2>&1 || rc=$?
       if [[ $rc -ne 0 ]]; then
         echo "$t: FAIL saved reproducer $f still fails ($(failure_kind "$log" $rc)); log: $log"
         return 1
