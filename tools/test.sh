@@ -25,4 +25,10 @@ cmake --build "$BUILD_DIR" -j "$JOBS"
 built=$SECONDS
 
 ctest --test-dir "$BUILD_DIR" --output-on-failure --no-tests=error -j "$JOBS"
+
+# Fuzzing (tests/fuzz/, tools/fuzz.sh): a short libFuzzer + ASan/UBSan run of the parsers, about
+# 1.5 min from a clean build-fuzz/. SHARDLAB_FUZZ_SECONDS sets seconds per target; 0 skips it.
+if [[ "${SHARDLAB_FUZZ_SECONDS:-15}" != 0 ]]; then
+  tools/fuzz.sh "${SHARDLAB_FUZZ_SECONDS:-15}"
+fi
 echo "test.sh: build $((built - start)) s, tests $((SECONDS - built)) s, all passed"
