@@ -97,9 +97,13 @@ TEST(Rope, Llama3InvFreqMatchesHuggingFaceFormulaInAllThreeRegimes) {
     const int regime = wavelen < 8192.0 / 4.0 ? 0 : (wavelen > 8192.0 ? 2 : 1);
     ++regimes[regime];
     EXPECT_NEAR(got[i], hf_llama3(plain[i], s), 1e-12 * plain[i]) << "index " << i;
-    if (regime == 0) EXPECT_DOUBLE_EQ(got[i], plain[i]) << "index " << i;
-    if (regime == 2) EXPECT_NEAR(got[i], plain[i] / 8.0, 1e-15 * plain[i]) << "index " << i;
-    if (regime == 1) EXPECT_TRUE(got[i] < plain[i] && got[i] > plain[i] / 8.0) << "index " << i;
+    if (regime == 0) {
+      EXPECT_DOUBLE_EQ(got[i], plain[i]) << "index " << i;
+    } else if (regime == 2) {
+      EXPECT_NEAR(got[i], plain[i] / 8.0, 1e-15 * plain[i]) << "index " << i;
+    } else {
+      EXPECT_TRUE(got[i] < plain[i] && got[i] > plain[i] / 8.0) << "index " << i;
+    }
   }
   EXPECT_GT(regimes[0], 0);
   EXPECT_GT(regimes[1], 0);

@@ -1,0 +1,13 @@
+// The shardlab subcommands; each returns the process exit code.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace shardlab::cli {
+
+int run_train(const std::vector<std::string>& args);
+int run_eval(const std::vector<std::string>& args);
+int run_generate(const std::vector<std::string>& args);
+
+}  // namespace shardlab::cli

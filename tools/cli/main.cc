@@ -1,0 +1,39 @@
+// The shardlab command: `shardlab train CONFIG.yaml`, `shardlab eval ...`, `shardlab generate ...`.
+// Every error ends the process with one line naming the culprit and exit code 1.
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "tools/cli/commands.h"
+
+namespace {
+constexpr const char* kUsage =
+    "usage: shardlab <command> [options]\n"
+    "  train CONFIG.yaml                          train as the YAML config says\n"
+    "  eval --model DIR --data FILE.jsonl [--dump-logits OUT.safetensors]\n"
+    "  generate --model DIR --prompt TEXT [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S]\n";
+}
+
+int main(int argc, char** argv) {
+  if (argc < 2 || std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0) {
+    std::fputs(kUsage, argc < 2 ? stderr : stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  const std::string command = argv[1];
+  std::vector<std::string> args(argv + 2, argv + argc);
+  try {
+    if (command == "train") return shardlab::cli::run_train(args);
+    if (command == "eval") return shardlab::cli::run_eval(args);
+    if (command == "generate") return shardlab::cli::run_generate(args);
+    std::fprintf(stderr, "shardlab: unknown command '%s'\n%s", command.c_str(), kUsage);
+    return 2;
+  } catch (const shardlab::Error& e) {
+    std::fprintf(stderr, "shardlab %s: error: %s\n", command.c_str(), e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "shardlab %s: error: %s\n", command.c_str(), e.what());
+    return 1;
+  }
+}

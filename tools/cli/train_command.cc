@@ -1,0 +1,222 @@
+// shardlab train CONFIG.yaml: resolve the config, build tokenizer, model and data, train with
+// progress lines and checkpoints, then save the model (HF format), draw the loss curve, print the
+// memory ledger and, if asked, a generated sample. Everything is validated before anything is
+// written to output_dir.
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+
+#include "core/memory_ledger.h"
+#include "models/byte_tokenizer.h"
+#include "models/data_loader.h"
+#include "models/generate.h"
+#include "models/llama_io.h"
+#include "models/tokenizer.h"
+#include "tools/cli/args.h"
+#include "tools/cli/commands.h"
+#include "tools/cli/loss_plot.h"
+#include "tools/config/train_config.h"
+#include "tools/trainer/trainer.h"
+
+namespace shardlab::cli {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// Feeds the trainer from a DataLoader; the loader's position is the data state in checkpoints.
+class LoaderStream final : public train::BatchStream {
+ public:
+  explicit LoaderStream(models::DataLoader& loader) : loader_(loader) {}
+  train::MicroBatch next() override { return to_micro(loader_.next()); }
+  json::Value state() const override { return loader_.position().to_json(); }
+  void restore(const json::Value& state) override {
+    loader_.set_position(models::LoaderPosition::from_json(json::Ref(state, "trainer_state.json", "data")));
+  }
+  int64_t epoch() const override { return loader_.position().epoch; }
+  static train::MicroBatch to_micro(const models::Batch& b) {
+    return {{b.input_ids, b.positions, b.segment_ids}, b.labels, b.num_target_tokens};
+  }
+
+ private:
+  models::DataLoader& loader_;
+};
+
+std::unique_ptr<models::Tokenizer> make_tokenizer(const config::TrainConfig& cfg) {
+  if (cfg.tokenizer == "byte") return std::make_unique<models::ByteTokenizer>();
+  fs::path path = cfg.tokenizer.empty() ? fs::path(cfg.base_model) : fs::path(cfg.tokenizer);
+  if (path.filename() == "tokenizer.json") path = path.parent_path();
+  return models::load_tokenizer(path.string());
+}
+
+models::LlamaConfig model_config_from(const config::ModelConfigFields& f, int64_t tokenizer_vocab) {
+  models::LlamaConfig c;
+  c.vocab_size = f.vocab_size.value_or(tokenizer_vocab);
+  c.hidden_size = *f.hidden_size;
+  c.intermediate_size = *f.intermediate_size;
+  c.num_hidden_layers = *f.num_hidden_layers;
+  c.num_attention_heads = *f.num_attention_heads;
+  c.num_key_value_heads = f.num_key_value_heads.value_or(c.num_attention_heads);
+  c.max_position_embeddings = f.max_position_embeddings.value_or(c.max_position_embeddings);
+  c.rope_theta = f.rope_theta.value_or(c.rope_theta);
+  c.rms_norm_eps = f.rms_norm_eps.value_or(1e-5);
+  c.tie_word_embeddings = f.tie_word_embeddings.value_or(false);
+  return c;
+}
+
+void reject_unsupported(const config::TrainConfig& cfg, const std::string& path) {
+  SL_CHECK(cfg.device != config::DeviceKind::cuda, path, ": device cuda: training on CUDA is not supported yet");
+  SL_CHECK(cfg.bf16 != config::Toggle::on, path, ": bf16: true is not supported yet (mixed precision)");
+  SL_CHECK(cfg.fp16 != config::Toggle::on, path, ": fp16: true is not supported yet (mixed precision)");
+  SL_CHECK(!cfg.gradient_checkpointing, path, ": gradient_checkpointing: true is not supported yet in train");
+}
+
+}  // namespace
+
+int run_train(const std::vector<std::string>& argv) {
+  Args args("train", {}, argv);
+  SL_CHECK(args.positional().size() == 1, "shardlab train: expected one CONFIG.yaml, got ", args.positional().size(),
+           " arguments");
+  const std::string config_path = args.positional()[0];
+  const config::TrainConfig cfg = config::resolve_auto(config::load_train_config(config_path), config::RuntimeCaps{});
+  reject_unsupported(cfg, config_path);
+  const fs::path out_dir(cfg.output_dir);
+  if (cfg.resume_from_checkpoint.empty() && fs::exists(out_dir) && !fs::is_empty(out_dir))
+    SL_FAIL(config_path, ": output_dir '", cfg.output_dir,
+            "' already has files; choose a new output_dir or set resume_from_checkpoint (nothing was changed)");
+
+  // Tokenizer, model and data: all of it is built (and every error raised) before any write.
+  auto tokenizer = make_tokenizer(cfg);
+  std::unique_ptr<models::LlamaForCausalLM> model;
+  if (!cfg.base_model.empty()) {
+    model = models::load_llama(cfg.base_model, static_cast<uint64_t>(cfg.seed));
+  } else {
+    SL_CHECK(cfg.model_config.has_value(), config_path, ": needs base_model or model_config");
+    model = std::make_unique<models::LlamaForCausalLM>(model_config_from(*cfg.model_config, tokenizer->vocab_size()),
+                                                       static_cast<uint64_t>(cfg.seed));
+  }
+  const models::LlamaConfig& mc = model->config();
+  SL_CHECK(tokenizer->vocab_size() <= mc.vocab_size, config_path, ": the tokenizer has ", tokenizer->vocab_size(),
+           " tokens but the model's vocab_size is ", mc.vocab_size);
+  SL_CHECK(cfg.sequence_len <= mc.max_position_embeddings, config_path, ": sequence_len ", cfg.sequence_len,
+           " exceeds the model's max_position_embeddings ", mc.max_position_embeddings);
+
+  models::TextEncoder encoder;
+  encoder.encode = [&](std::string_view text) { return tokenizer->encode(text, false); };
+  if (tokenizer->add_bos_by_default()) encoder.bos_id = tokenizer->bos_id();
+  encoder.eos_id = tokenizer->eos_id();
+  encoder.pad_id = tokenizer->pad_id();
+  std::vector<models::DatasetSpec> specs;
+  for (const config::DatasetConfig& d : cfg.datasets) {
+    models::DatasetSpec s;
+    s.path = d.path;
+    s.type = models::parse_dataset_type(config::to_string(d.type), d.path);
+    s.field = d.field;
+    s.field_instruction = d.field_instruction;
+    s.field_input = d.field_input;
+    s.field_output = d.field_output;
+    s.field_system = d.field_system;
+    s.system_prompt = d.system_prompt;
+    s.format = d.format;
+    s.no_input_format = d.no_input_format;
+    s.system_format = d.system_format;
+    specs.push_back(s);
+  }
+  models::TokenizedDataset data = models::load_datasets(specs, encoder, {cfg.sequence_len, cfg.train_on_inputs});
+  SL_CHECK(!data.samples.empty(), config_path, ": the datasets produced no training samples");
+  models::TrainValSplit split = models::split_train_val(std::move(data.samples), cfg.val_set_size,
+                                                        static_cast<uint64_t>(cfg.seed));
+  models::LoaderOptions lo;
+  lo.micro_batch_size = cfg.micro_batch_size;
+  lo.sequence_len = cfg.sequence_len;
+  lo.sample_packing = cfg.sample_packing;
+  lo.pad_to_sequence_len = cfg.pad_to_sequence_len;
+  lo.seed = static_cast<uint64_t>(cfg.seed);
+  lo.pad_id = tokenizer->pad_id().value_or(0);
+  models::DataLoader train_loader(std::move(split.train), lo);
+  const int64_t batches_per_epoch = train_loader.batches_in_epoch(0);
+  SL_CHECK(batches_per_epoch >= cfg.gradient_accumulation_steps, config_path, ": one epoch has ", batches_per_epoch,
+           " micro batches, fewer than gradient_accumulation_steps (", cfg.gradient_accumulation_steps, ")");
+  const int64_t steps_per_epoch = batches_per_epoch / cfg.gradient_accumulation_steps;
+  const int64_t total_steps = cfg.max_steps > 0 ? cfg.max_steps : cfg.num_epochs * steps_per_epoch;
+  std::vector<train::MicroBatch> val_batches;
+  if (!split.val.empty()) {
+    models::LoaderOptions vo = lo;
+    vo.shuffle = false;
+    vo.drop_last = false;
+    models::DataLoader val_loader(std::move(split.val), vo);
+    for (int64_t i = 0; i < val_loader.batches_in_epoch(0); ++i)
+      val_batches.push_back(LoaderStream::to_micro(val_loader.batch(0, i)));
+  }
+
+  // The resolved configuration and what it implies.
+  std::printf("%s", config::resolved_config_yaml(cfg, config_path).c_str());
+  const int64_t global_rows = cfg.micro_batch_size * cfg.gradient_accumulation_steps;
+  std::printf("# model: %ld parameters (%ld layers, hidden %ld, heads %ld/%ld, vocab %ld)\n",
+              static_cast<long>(model->num_parameters()), static_cast<long>(mc.num_hidden_layers),
+              static_cast<long>(mc.hidden_size), static_cast<long>(mc.num_attention_heads),
+              static_cast<long>(mc.num_key_value_heads), static_cast<long>(mc.vocab_size));
+  std::printf("# data: %ld records -> %ld train / %zu val samples (%ld truncated, %ld dropped)\n",
+              static_cast<long>(data.stats.records), static_cast<long>(train_loader.num_samples()), val_batches.size(),
+              static_cast<long>(data.stats.truncated),
+              static_cast<long>(data.stats.dropped_prompt_too_long + data.stats.dropped_no_targets));
+  std::printf("# global batch: %ld sequences (rows) = %ld tokens; %ld steps (%ld per epoch)\n",
+              static_cast<long>(global_rows), static_cast<long>(global_rows * cfg.sequence_len),
+              static_cast<long>(total_steps), static_cast<long>(steps_per_epoch));
+  std::fflush(stdout);
+
+  std::unique_ptr<nn::Optimizer> optimizer;
+  if (cfg.optimizer == config::OptimizerKind::sgd)
+    optimizer = std::make_unique<nn::SGD>(model->trainable_parameters(), cfg.learning_rate, 0.0, cfg.weight_decay);
+  else
+    optimizer = std::make_unique<nn::AdamW>(model->trainable_parameters(), cfg.learning_rate, cfg.adam_beta1,
+                                            cfg.adam_beta2, cfg.adam_epsilon, cfg.weight_decay);
+  train::TrainerOptions to;
+  to.max_steps = total_steps;
+  to.gradient_accumulation_steps = cfg.gradient_accumulation_steps;
+  to.max_grad_norm = cfg.max_grad_norm;
+  const int64_t warmup = cfg.warmup_steps > 0 ? cfg.warmup_steps
+                                              : static_cast<int64_t>(std::ceil(cfg.warmup_ratio * total_steps));
+  const nn::LrScheduleKind kinds[] = {nn::LrScheduleKind::constant, nn::LrScheduleKind::linear, nn::LrScheduleKind::cosine};
+  to.schedule = {kinds[static_cast<int>(cfg.lr_scheduler)], cfg.learning_rate, warmup, total_steps};
+  to.logging_steps = cfg.logging_steps;
+  to.eval_steps = val_batches.empty() ? 0 : cfg.eval_steps;
+  to.save_steps = cfg.save_steps > 0 ? cfg.save_steps
+                  : cfg.saves_per_epoch > 0 ? std::max<int64_t>(1, steps_per_epoch / cfg.saves_per_epoch) : 0;
+  to.output_dir = cfg.output_dir;
+  LoaderStream stream(train_loader);
+  std::function<double()> eval_fn;
+  if (!val_batches.empty()) eval_fn = [&] { return train::evaluate(*model, val_batches); };
+  train::Trainer trainer(*model, *optimizer, stream, to, eval_fn);
+  if (!cfg.resume_from_checkpoint.empty()) {
+    trainer.load_checkpoint(cfg.resume_from_checkpoint);
+    std::printf("# resumed from %s at step %ld\n", cfg.resume_from_checkpoint.c_str(),
+                static_cast<long>(trainer.global_step()));
+  }
+  trainer.run();
+
+  // The final model, loadable by `shardlab eval/generate` and by Hugging Face.
+  models::save_llama(*model, cfg.output_dir, mc.torch_dtype);
+  if (auto* bytes = dynamic_cast<models::ByteTokenizer*>(tokenizer.get())) bytes->save(cfg.output_dir);
+  else if (!cfg.base_model.empty())
+    for (const char* f : {"tokenizer.json", "tokenizer_config.json"})
+      if (fs::exists(fs::path(cfg.base_model) / f))
+        fs::copy_file(fs::path(cfg.base_model) / f, out_dir / f, fs::copy_options::overwrite_existing);
+
+  std::vector<double> losses;
+  for (const train::StepStats& s : trainer.history()) losses.push_back(s.loss);
+  std::printf("\nloss curve (training loss per step):\n%s", ascii_plot(losses).c_str());
+  std::printf("\nmemory ledger (this process):\n%s", MemoryLedger::instance().table().c_str());
+  std::printf("\nmodel saved to %s\n", cfg.output_dir.c_str());
+  if (cfg.generate_after_training) {
+    models::GenerateOptions g;
+    g.max_new_tokens = cfg.generate_after_training->max_new_tokens;
+    g.eos_id = tokenizer->eos_id();
+    const std::string& prompt = cfg.generate_after_training->prompt;
+    std::vector<int64_t> out = models::generate(*model, tokenizer->encode(prompt, tokenizer->add_bos_by_default()), g);
+    std::printf("\nsample: %s%s\n", prompt.c_str(), tokenizer->decode(out, true).c_str());
+  }
+  return 0;
+}
+
+}  // namespace shardlab::cli
