@@ -36,7 +36,8 @@ FUZZ_FLAGS=(-timeout=5 -rss_limit_mb=2048 -malloc_limit_mb=2048 -print_final_sta
 # Why a log ended badly, in a few words.
 failure_kind() {
   local log=$1
-  grep -m1 -oE 'ERROR: libFuzzer: [a-z-]+|ERROR: (Address|Leak)Sanitizer: [a-z-]+|runtime error: .{0,60}|FUZZ_ASSERT failed[^:]*' "$log" ||
+  local re='ERROR: libFuzzer: [a-z-]+|ERROR: (Address|Leak)Sanitizer: [a-z-]+|runtime error: .{0,60}'
+  grep -m1 -oE "$re|FUZZ_ASSERT failed[^:]*" "$log" ||
     echo "exit status $2"
 }
 
@@ -86,5 +87,6 @@ for i in "${!TARGETS[@]}"; do
   cat "$BUILD_DIR/logs/${TARGETS[$i]}.result"
 done
 
-echo "fuzz.sh: build $((built - start)) s, fuzzing $((SECONDS - built)) s, $([[ $status -eq 0 ]] && echo "no failures" || echo "FAILURES above")"
+verdict=$([[ $status -eq 0 ]] && echo "no failures" || echo "FAILURES above")
+echo "fuzz.sh: build $((built - start)) s, fuzzing $((SECONDS - built)) s, $verdict"
 exit $status

@@ -122,7 +122,8 @@ void exercise(const Tokenizer& tok, const json::Value& root) {
     bool check = exact;
     for (int64_t id : body)
       if (std::find(lossy.begin(), lossy.end(), id) != lossy.end()) check = false;
-    FUZZ_ASSERT(!check || back == text, "decode(encode(s)) != s for s = \"%s\", got \"%s\"", text.c_str(), back.c_str());
+    FUZZ_ASSERT(!check || back == text, "decode(encode(s)) != s for s = \"%s\", got \"%s\"", text.c_str(),
+                back.c_str());
   }
   // Lookups both ways over the first ids.
   for (int64_t id = 0; id < std::min<int64_t>(tok.vocab_size(), 512); ++id) {

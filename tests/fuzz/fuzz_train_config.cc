@@ -19,8 +19,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   const std::string yaml = config::resolved_config_yaml(cfg, "fuzz.yaml");
   try {
-    FUZZ_ASSERT(config::parse_train_config(yaml, "resolved.yaml") == cfg, "resolved YAML parses to a different config:\n%s",
-                yaml.c_str());
+    FUZZ_ASSERT(config::parse_train_config(yaml, "resolved.yaml") == cfg,
+                "resolved YAML parses to a different config:\n%s", yaml.c_str());
   } catch (const shardlab::Error& e) {
     FUZZ_ASSERT(false, "resolved YAML does not parse: %s\n%s", e.what(), yaml.c_str());
   }
