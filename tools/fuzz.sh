@@ -31,6 +31,9 @@ built=$SECONDS
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 export ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=0
 export OMP_NUM_THREADS=1
+# Scratch dirs of targets that need a path (one that crashed leaves its last one behind).
+export SHARDLAB_FUZZ_TMP="$PWD/$BUILD_DIR/tmp"
+rm -rf "$SHARDLAB_FUZZ_TMP" && mkdir -p "$SHARDLAB_FUZZ_TMP"
 FUZZ_FLAGS=(-timeout=5 -rss_limit_mb=2048 -malloc_limit_mb=2048 -print_final_stats=1)
 
 # Why a log ended badly, in a few words.

@@ -2,7 +2,6 @@
 // cannot contain, become tokenizer_config.json). A tokenizer that loads must encode and decode a
 // few fixed strings, and byte-level BPE must give every string back exactly: decode(encode(s)) == s.
 #include <stdlib.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
@@ -37,16 +36,26 @@ const std::vector<std::string> kTexts = {
     "xyzw xyz abcab",
 };
 
-// One temp dir per process under /dev/shm (memory-backed), removed at exit.
-const fs::path& work_dir() {
-  static const fs::path dir = [] {
-    std::string tmpl = (fs::exists("/dev/shm") ? "/dev/shm" : fs::temp_directory_path().string()) + "/shardlab-fuzz-XXXXXX";
+// A fresh temp dir per input (memory-backed /dev/shm unless SHARDLAB_FUZZ_TMP names another base),
+// removed when the input is done; only a crash leaves one behind, and tools/fuzz.sh empties its base.
+class TempDir {
+ public:
+  TempDir() {
+    const char* base = std::getenv("SHARDLAB_FUZZ_TMP");
+    std::string tmpl = base ? base : fs::exists("/dev/shm") ? "/dev/shm" : fs::temp_directory_path().string();
+    tmpl += "/shardlab-fuzz-XXXXXX";
     if (!::mkdtemp(tmpl.data())) std::abort();
-    std::atexit([] { std::error_code ec; fs::remove_all(work_dir(), ec); });
-    return fs::path(tmpl);
-  }();
-  return dir;
-}
+    path_ = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  const fs::path& path() const { return path_; }
+
+ private:
+  fs::path path_;
+};
 
 void write_file(const fs::path& path, std::string_view bytes) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
@@ -137,17 +146,12 @@ void exercise(const Tokenizer& tok, const json::Value& root) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view input(reinterpret_cast<const char*>(data), size);
   const size_t nul = input.find('\0');
-  const fs::path& dir = work_dir();
-  write_file(dir / "tokenizer.json", input.substr(0, nul));
-  std::error_code ec;
-  if (nul == std::string_view::npos) {
-    fs::remove(dir / "tokenizer_config.json", ec);
-  } else {
-    write_file(dir / "tokenizer_config.json", input.substr(nul + 1));
-  }
+  const TempDir tmp;
+  write_file(tmp.path() / "tokenizer.json", input.substr(0, nul));
+  if (nul != std::string_view::npos) write_file(tmp.path() / "tokenizer_config.json", input.substr(nul + 1));
   std::unique_ptr<Tokenizer> tok;
   try {
-    tok = shardlab::models::load_tokenizer(dir.string());
+    tok = shardlab::models::load_tokenizer(tmp.path().string());
   } catch (const shardlab::Error& e) {
     shardlab::fuzz::rejected(e);
     return 0;
