@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# End-to-end checks of the shardlab command: a tiny train -> eval -> generate -> resume round, and
+# every bad input the Llama issue lists failing with one clear line, a non-zero exit, and
+# output_dir left exactly as it was.
+#   tests/cli/cli_test.sh path/to/shardlab
+set -uo pipefail
+SHARDLAB=$(realpath "$1")
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+cd "$WORK"
+passed=0
+failed=0
+ok() { passed=$((passed + 1)); echo "ok: $1"; }
+bad() { failed=$((failed + 1)); echo "FAIL: $1"; }
+
+head -n 120 "$ROOT/configs/data/tinyworld.jsonl" > corpus.jsonl
+write_config() {  # write_config FILE [extra yaml lines...]
+  local f=$1; shift
+  cat > "$f" <<YAML
+model_config:
+  hidden_size: 32
+  intermediate_size: 64
+  num_hidden_layers: 2
+  num_attention_heads: 4
+  num_key_value_heads: 2
+  max_position_embeddings: 128
+tokenizer: byte
+datasets:
+  - path: corpus.jsonl
+    type: completion
+val_set_size: 0.1
+sequence_len: 128
+sample_packing: true
+micro_batch_size: 2
+max_steps: 6
+learning_rate: 0.005
+lr_scheduler: cosine
+warmup_steps: 1
+logging_steps: 2
+save_steps: 3
+YAML
+  for line in "$@"; do echo "$line" >> "$f"; done
+}
+
+# expect_error NAME "substring" command... : exit non-zero, stderr one line containing substring.
+expect_error() {
+  local name=$1 want=$2; shift 2
+  "$@" > out.txt 2> err.txt
+  local code=$?
+  local lines
+  lines=$(wc -l < err.txt)
+  if [ "$code" -ne 0 ] && [ "$lines" -eq 1 ] && grep -qF -- "$want" err.txt; then ok "$name"
+  else bad "$name (exit $code, $lines stderr lines, wanted '$want'): $(head -c 400 err.txt)"; fi
+}
+
+# 1. A tiny training run, then eval, generate and resume on its output.
+write_config good.yaml "output_dir: run1"
+if "$SHARDLAB" train good.yaml > train.log 2> train.err; then ok "train runs"; else bad "train runs: $(tail -3 train.err)"; fi
+for f in config.json model.safetensors tokenizer.json log.jsonl checkpoint-3/trainer_state.json checkpoint-6/optimizer.safetensors; do
+  [ -f "run1/$f" ] && ok "train wrote $f" || bad "train wrote $f"
+done
+grep -q "global batch: 2 sequences" train.log && ok "resolved config names the global batch" || bad "global batch line"
+grep -q "^learning_rate: 0.005" train.log && ok "resolved config printed" || bad "resolved config printed"
+[ "$(wc -l < run1/log.jsonl)" -eq 6 ] && ok "one JSONL log line per step" || bad "JSONL lines: $(wc -l < run1/log.jsonl)"
+grep -q "loss curve" train.log && grep -q "memory ledger" train.log && ok "loss curve and ledger printed" || bad "curve/ledger"
+
+printf '{"text": "Once upon a time, Tom went to the park."}\n{"input_ids": [256, 79, 110, 99, 101]}\n' > eval.jsonl
+if "$SHARDLAB" eval --model run1 --data eval.jsonl --dump-logits logits.safetensors > eval.out 2> eval.err \
+   && grep -q '"mean_loss"' eval.out && grep -q '"num_sequences":2' eval.out && [ -f logits.safetensors ]; then
+  ok "eval prints one JSON line and dumps logits"
+else bad "eval: $(cat eval.out eval.err | head -c 400)"; fi
+if "$SHARDLAB" generate --model run1 --prompt "Once upon" --max-new-tokens 10 > gen.out 2> gen.err && grep -q "^Once upon" gen.out; then
+  ok "generate continues the prompt"
+else bad "generate: $(cat gen.out gen.err | head -c 300)"; fi
+
+write_config resume.yaml "output_dir: run1" "resume_from_checkpoint: run1/checkpoint-3"
+if "$SHARDLAB" train resume.yaml > resume.log 2> resume.err && grep -q "resumed from run1/checkpoint-3 at step 3" resume.log; then
+  # Steps 4..6 of the resumed run reproduce the first run's losses exactly.
+  a=$(grep -o '"step":[4-6],"loss":[^,]*' run1/log.jsonl | head -3 | tr '\n' ' ')
+  b=$(grep -o '"step":[4-6],"loss":[^,]*' run1/log.jsonl | tail -3 | tr '\n' ' ')
+  [ "$a" = "$b" ] && ok "resume reproduces the losses" || bad "resume losses differ: $a vs $b"
+else bad "resume: $(tail -2 resume.err)"; fi
+
+# 2. Bad inputs: one line naming the culprit, non-zero exit, nothing written.
+printf 'learning_rate: [1, 2\nseed: 3\n' > malformed.yaml
+expect_error "malformed YAML" "malformed.yaml" "$SHARDLAB" train malformed.yaml
+write_config typo.yaml "output_dir: typo" "learnig_rate: 0.1"
+expect_error "unknown key suggests the nearest" "did you mean 'learning_rate'" "$SHARDLAB" train typo.yaml
+printf 'base_model: no/such/dir\ndatasets:\n  - path: corpus.jsonl\n    type: completion\noutput_dir: o2\n' > missing.yaml
+expect_error "missing model directory" "no/such/dir" "$SHARDLAB" train missing.yaml
+[ ! -e o2 ] && ok "missing model: output_dir not created" || bad "missing model: output_dir created"
+
+mkdir -p badmodel && cp run1/config.json badmodel/ && cp run1/tokenizer.json badmodel/
+head -c 3000 run1/model.safetensors > badmodel/model.safetensors
+printf 'base_model: badmodel\ndatasets:\n  - path: corpus.jsonl\n    type: completion\nsequence_len: 64\noutput_dir: o3\n' > trunc.yaml
+expect_error "truncated safetensors" "model.safetensors" "$SHARDLAB" train trunc.yaml
+cp run1/model.safetensors badmodel/model.safetensors && rm badmodel/tokenizer.json
+expect_error "missing tokenizer" "tokenizer.json" "$SHARDLAB" train trunc.yaml
+sed 's/"hidden_size": 32/"hidden_size": 40/' run1/config.json > badmodel/config.json && cp run1/tokenizer.json badmodel/
+expect_error "wrong tensor shape" "expects" "$SHARDLAB" train trunc.yaml
+
+: > empty.jsonl
+write_config empty.yaml "output_dir: o4"
+sed -i 's/path: corpus.jsonl/path: empty.jsonl/' empty.yaml
+expect_error "empty dataset" "empty.jsonl" "$SHARDLAB" train empty.yaml
+write_config long.yaml "output_dir: o5"
+sed -i 's/sequence_len: 128/sequence_len: 512/' long.yaml
+expect_error "sequence longer than max_position_embeddings" "max_position_embeddings" "$SHARDLAB" train long.yaml
+write_config nan.yaml "output_dir: o6" "max_grad_norm: 0"
+sed -i 's/learning_rate: 0.005/learning_rate: 1000000000.0/' nan.yaml
+expect_error "loss that turns NaN" "at step" "$SHARDLAB" train nan.yaml
+
+before=$(find run1 -type f -exec md5sum {} + | sort | md5sum)
+write_config again.yaml "output_dir: run1"
+expect_error "non-empty output_dir is refused" "already has files" "$SHARDLAB" train again.yaml
+after=$(find run1 -type f -exec md5sum {} + | sort | md5sum)
+[ "$before" = "$after" ] && ok "output_dir untouched" || bad "output_dir changed"
+expect_error "unknown option" "did you mean '--model'" "$SHARDLAB" eval --modle run1 --data eval.jsonl
+printf '{"input_ids": [1, 900]}\n' > oov.jsonl
+expect_error "token id outside the vocabulary" "900" "$SHARDLAB" eval --model run1 --data oov.jsonl
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
