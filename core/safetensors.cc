@@ -112,10 +112,15 @@ SafetensorsTensorInfo parse_entry(const std::string& path, const std::string& na
   const json::Value* shape = v.find("shape");
   if (!shape || !shape->is_array()) bad("\"shape\" must be an array of non-negative integers");
   uint64_t numel = 1;
+  // Strides multiply the non-zero sizes even when a zero size makes numel 0: they must fit int64 too.
+  uint64_t extent = 1;
   for (const json::Value& d : shape->as_array()) {
     if (!d.is_integer() || d.as_int() < 0) bad("\"shape\" must be an array of non-negative integers, got ", json::dump(*shape));
     info.shape.push_back(d.as_int());
     if (!mul_checked(numel, static_cast<uint64_t>(d.as_int()), &numel)) bad("shape ", json::dump(*shape), " overflows");
+    if (!mul_checked(extent, static_cast<uint64_t>(std::max<int64_t>(d.as_int(), 1)), &extent) ||
+        extent > static_cast<uint64_t>(INT64_MAX))
+      bad("shape ", json::dump(*shape), " overflows");
   }
 
   const json::Value* off = v.find("data_offsets");
@@ -260,7 +265,10 @@ void save_safetensors(const std::string& path, const std::vector<std::pair<std::
   };
   std::vector<Entry> entries;
   std::unordered_set<std::string_view> seen;
-  for (const auto& [name, t] : tensors) {
+  for (const auto& entry : tensors) {
+    // Named references rather than structured bindings: clang before 16 cannot capture those.
+    const std::string& name = entry.first;
+    const Tensor& t = entry.second;
     auto bad = [&](const auto&... parts) { SL_FAIL("save_safetensors '", path, "': tensor \"", name, "\": ", parts...); };
     if (name.empty()) SL_FAIL("save_safetensors '", path, "': a tensor has an empty name");
     if (name == "__metadata__") bad("the name is reserved for the header's metadata");

@@ -14,9 +14,21 @@ class BpeLoader {
  public:
   BpeLoader(BpeTokenizer& t, const std::string& source) : t_(t), source_(source) {}
 
+ private:
+  int64_t max_id_ = 1024;
+
+ public:
+
   void load(const Value& root) {
     const Ref r(root, source_);
     r.as_object();  // a top-level array or string is reported as such
+    // Ids index dense tables, so they are bounded by the number of entries the file declares (with
+    // room for sparse numbering): a 47-byte file must not be able to ask for gigabytes.
+    size_t entries = 0;
+    if (auto m = r.get("model"); m && m->type() == json::Type::object)
+      if (auto v = m->get("vocab"); v && v->type() == json::Type::object) entries += v->size();
+    if (auto a = r.get("added_tokens"); a && a->type() == json::Type::array) entries += a->size();
+    max_id_ = std::min<int64_t>(int64_t{1} << 26, 2 * static_cast<int64_t>(entries) + 1024);
     load_model(r["model"]);
     load_added(r);
     if (auto n = r.get("normalizer"); n && !n->is_null()) {
@@ -43,8 +55,11 @@ class BpeLoader {
   // `where` makes the Ref for an error lazily: building key paths for 100k+ vocab entries is slow.
   template <typename Where>
   void set_token(int64_t id, const std::string& token, BpeTokenizer::Kind kind, const Where& where) {
-    // Ids size vectors, so a corrupt huge id must not allocate gigabytes.
-    if (id < 0 || id >= (int64_t{1} << 26)) where().fail("has id " + std::to_string(id) + ", outside [0, 2^26)");
+    // Ids size vectors, so a corrupt huge id must not allocate gigabytes (see max_id_).
+    if (id < 0 || id >= max_id_) {
+      where().fail("has id " + std::to_string(id) + ", outside [0, " + std::to_string(max_id_) +
+                   ") (twice the number of vocab and added entries, plus 1024)");
+    }
     if (static_cast<size_t>(id) >= t_.kind_.size()) {
       t_.kind_.resize(id + 1, BpeTokenizer::kNone);
       t_.tokens_.resize(id + 1);

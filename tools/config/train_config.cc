@@ -2,6 +2,10 @@
 // then the checks across keys that no single value can fail on its own.
 #include "tools/config/train_config.h"
 
+#include <algorithm>
+
+#include "core/utf8.h"
+
 #include <cerrno>
 #include <cmath>
 #include <cstring>
@@ -198,6 +202,14 @@ DatasetConfig parse_dataset(const Reader& rd, const YAML::Node& node, const std:
 
 TrainConfig parse_train_config(const std::string& yaml_text, const std::string& source_name) {
   const Reader rd(source_name);
+  // The resolved config is written back as YAML and must parse to the same values, which raw
+  // non-UTF-8 bytes would not survive; reject them where they are.
+  if (size_t bad = first_invalid_utf8(yaml_text); bad != std::string::npos) {
+    const size_t line_start = yaml_text.rfind('\n', bad == 0 ? 0 : bad - 1);
+    const size_t line = 1 + std::count(yaml_text.begin(), yaml_text.begin() + bad, '\n');
+    const size_t column = bad - (line_start == std::string::npos ? 0 : line_start + 1) + 1;
+    rd.fail("line " + std::to_string(line) + ", column " + std::to_string(column) + ": the text is not valid UTF-8");
+  }
   YAML::Node root;
   try {
     root = YAML::Load(yaml_text);
