@@ -1,6 +1,7 @@
 // Hugging Face config.json and safetensors weights for Llama models.
 #include "models/llama_io.h"
 
+#include <cstdio>
 #include <filesystem>
 #include <set>
 
@@ -145,14 +146,42 @@ std::unique_ptr<LlamaForCausalLM> load_llama(const std::string& model_dir, uint6
   return model;
 }
 
-void save_llama(const LlamaForCausalLM& model, const std::string& model_dir, DType dtype) {
+void save_llama(const LlamaForCausalLM& model, const std::string& model_dir, DType dtype, int64_t max_shard_bytes) {
   fs::create_directories(model_dir);
   LlamaConfig config = model.config();
   config.torch_dtype = dtype;
   write_file_atomic((fs::path(model_dir) / "config.json").string(), json::dump_pretty(llama_config_to_json(config)) + "\n");
-  std::vector<std::pair<std::string, Tensor>> tensors;
-  for (auto& [name, param] : model.named_parameters()) tensors.emplace_back(name, ops::to_dtype(param, dtype));
-  save_safetensors((fs::path(model_dir) / "model.safetensors").string(), tensors, {{"format", "pt"}});
+  // Tensors grouped into shards in parameter order.
+  std::vector<std::vector<std::pair<std::string, Tensor>>> shards(1);
+  int64_t shard_bytes = 0, total_bytes = 0;
+  for (auto& [name, param] : model.named_parameters()) {
+    Tensor t = ops::to_dtype(param, dtype);
+    if (max_shard_bytes > 0 && shard_bytes > 0 && shard_bytes + t.nbytes() > max_shard_bytes) {
+      shards.emplace_back();
+      shard_bytes = 0;
+    }
+    shards.back().emplace_back(name, t);
+    shard_bytes += t.nbytes();
+    total_bytes += t.nbytes();
+  }
+  if (shards.size() == 1) {
+    save_safetensors((fs::path(model_dir) / "model.safetensors").string(), shards[0], {{"format", "pt"}});
+    return;
+  }
+  json::Value weight_map = json::Value::object();
+  char file[64];
+  for (size_t k = 0; k < shards.size(); ++k) {
+    std::snprintf(file, sizeof(file), "model-%05zu-of-%05zu.safetensors", k + 1, shards.size());
+    save_safetensors((fs::path(model_dir) / file).string(), shards[k], {{"format", "pt"}});
+    for (auto& [name, t] : shards[k]) weight_map.set(name, std::string(file));
+  }
+  json::Value index = json::Value::object();
+  json::Value meta = json::Value::object();
+  meta.set("total_size", total_bytes);
+  index.set("metadata", meta);
+  index.set("weight_map", weight_map);
+  // The index goes last: a reader never sees an index naming shards that are not there yet.
+  write_file_atomic((fs::path(model_dir) / "model.safetensors.index.json").string(), json::dump_pretty(index) + "\n");
 }
 
 }  // namespace shardlab::models

@@ -24,7 +24,11 @@ void load_llama_weights(LlamaForCausalLM& model, const std::string& model_dir);
 std::unique_ptr<LlamaForCausalLM> load_llama(const std::string& model_dir, uint64_t seed = 0);
 
 // Writes config.json and model.safetensors into `model_dir` (created if missing), each file
-// written to a temporary name and renamed, with tensors stored as `dtype`.
-void save_llama(const LlamaForCausalLM& model, const std::string& model_dir, DType dtype = DType::f32);
+// written to a temporary name and renamed, with tensors stored as `dtype`. With max_shard_bytes
+// > 0 and more bytes than that, writes Hugging Face's sharded layout instead:
+// model-0000K-of-0000N.safetensors files (tensors in parameter order, a new shard when the next
+// tensor would pass the limit) and model.safetensors.index.json, written last.
+void save_llama(const LlamaForCausalLM& model, const std::string& model_dir, DType dtype = DType::f32,
+                int64_t max_shard_bytes = 0);
 
 }  // namespace shardlab::models

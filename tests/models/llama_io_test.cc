@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <set>
 
 #include "core/atomic_file.h"
 #include "core/safetensors.h"
@@ -95,6 +96,28 @@ TEST_F(LlamaIo, SaveThenLoadRoundTripsExactly) {
   int files = 0;
   for (auto& entry : fs::directory_iterator(dir_)) files += entry.is_regular_file();
   EXPECT_EQ(files, 2);
+}
+
+TEST_F(LlamaIo, ShardedSaveWritesAnIndexAndLoadsBack) {
+  LlamaForCausalLM a(tiny(), 15);
+  save_llama(a, dir(), DType::f32, /*max_shard_bytes=*/8000);
+  ASSERT_TRUE(fs::exists(dir_ / "model.safetensors.index.json"));
+  EXPECT_FALSE(fs::exists(dir_ / "model.safetensors"));
+  json::Value index = json::parse_file((dir_ / "model.safetensors.index.json").string());
+  int64_t total = 0;
+  for (auto& [n, p] : a.named_parameters()) total += p.nbytes();
+  EXPECT_EQ(index.at("metadata").at("total_size").as_int(), total);
+  std::set<std::string> files;
+  for (const json::Member& m : index.at("weight_map").as_object()) files.insert(m.value.as_string());
+  EXPECT_GT(files.size(), 2u);
+  for (const std::string& f : files) {
+    EXPECT_TRUE(fs::exists(dir_ / f)) << f;
+    EXPECT_LE(static_cast<int64_t>(fs::file_size(dir_ / f)), 8000 + 4096) << f;  // one tensor may overshoot alone
+  }
+  auto b = load_llama(dir(), 0);
+  auto pa = a.named_parameters(), pb = b->named_parameters();
+  for (size_t i = 0; i < pa.size(); ++i)
+    EXPECT_EQ(pa[i].second.to_double_vector(), pb[i].second.to_double_vector()) << pa[i].first;
 }
 
 TEST_F(LlamaIo, Bf16CheckpointsLoadIntoF32Models) {
