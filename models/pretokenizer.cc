@@ -3,6 +3,7 @@
 // with the greedy quantifiers' backtracking worked out per alternative (see the comments).
 #include "models/pretokenizer.h"
 
+#include "core/utf8.h"
 #include "models/unicode.h"
 
 namespace shardlab::models {
@@ -172,7 +173,7 @@ const std::array<uint32_t, 256>& bytes_to_unicode() {
 const std::array<std::string, 256>& byte_to_utf8() {
   static const std::array<std::string, 256> strs = [] {
     std::array<std::string, 256> s;
-    for (int b = 0; b < 256; ++b) unicode::append_utf8(s[b], bytes_to_unicode()[b]);
+    for (int b = 0; b < 256; ++b) shardlab::append_utf8(s[b], bytes_to_unicode()[b]);
     return s;
   }();
   return strs;

@@ -20,7 +20,6 @@ struct CodePoint {
 
 // Decodes the code point starting at s[i] (i < s.size()); strict RFC 3629 validation.
 CodePoint decode_utf8(std::string_view s, size_t i);
-void append_utf8(std::string& out, uint32_t cp);
 
 // Category classes. Letters are the general categories Lu Ll Lt Lm Lo (\p{L}), numbers Nd Nl No
 // (\p{N}), both from a range table generated from the Unicode Character Database 14.0 covering

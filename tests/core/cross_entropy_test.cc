@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "core/ops.h"
+#include "tests/compare.h"
 #include "tests/tolerances.h"
 
 namespace shardlab {
@@ -17,17 +18,7 @@ using ops::Reduction;
 using shardlab::testing::Tolerance;
 using shardlab::testing::tolerance;
 
-void expect_all_close(const std::vector<double>& got, const std::vector<double>& want, Tolerance tol,
-                      const std::string& what) {
-  ASSERT_EQ(got.size(), want.size()) << what;
-  int64_t bad = 0;
-  for (size_t i = 0; i < got.size(); ++i) {
-    const double err = std::abs(got[i] - want[i]);
-    if (!(err <= tol.atol + tol.rtol * std::abs(want[i])) && bad++ < 5)
-      ADD_FAILURE() << what << " element " << i << ": got " << got[i] << ", want " << want[i];
-  }
-  EXPECT_EQ(bad, 0) << what;
-}
+using shardlab::testing::expect_all_close;
 
 struct CeRef {
   std::vector<double> lse, row_loss, dlogits;  // dlogits for dloss = 1 and the given reduction

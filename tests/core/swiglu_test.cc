@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "core/ops.h"
+#include "tests/compare.h"
 #include "tests/tolerances.h"
 
 namespace shardlab {
@@ -15,17 +16,7 @@ using ::testing::HasSubstr;
 using shardlab::testing::Tolerance;
 using shardlab::testing::tolerance;
 
-void expect_all_close(const std::vector<double>& got, const std::vector<double>& want, Tolerance tol,
-                      const std::string& what) {
-  ASSERT_EQ(got.size(), want.size()) << what;
-  int64_t bad = 0;
-  for (size_t i = 0; i < got.size(); ++i) {
-    const double err = std::abs(got[i] - want[i]);
-    if (!(err <= tol.atol + tol.rtol * std::abs(want[i])) && bad++ < 5)
-      ADD_FAILURE() << what << " element " << i << ": got " << got[i] << ", want " << want[i];
-  }
-  EXPECT_EQ(bad, 0) << what;
-}
+using shardlab::testing::expect_all_close;
 
 double sig(double g) { return 1.0 / (1.0 + std::exp(-g)); }
 

@@ -40,8 +40,11 @@ TEST(AdamW, MatchesTheBiasCorrectedReferenceOverSeveralSteps) {
     for (int i = 0; i < 3; ++i) EXPECT_NEAR(got[i], ref[i], 1e-12) << "step " << t << " element " << i;
   }
   EXPECT_EQ(opt.steps_taken(), 5);
-  for (auto& [name, t] : opt.state_dict())
-    if (name != "step") EXPECT_EQ(t.tag(), MemTag::optimizer_state) << name;
+  for (auto& [name, t] : opt.state_dict()) {
+    if (name != "step") {
+      EXPECT_EQ(t.tag(), MemTag::optimizer_state) << name;
+    }
+  }
 }
 
 TEST(AdamW, Bf16ParametersUseF32StateAndRoundOnce) {
