@@ -8,7 +8,7 @@ PACKAGES=(
   libeigen3-dev libabsl-dev libyaml-cpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libopenmpi-dev openmpi-bin
-  clang libclang-rt-14-dev  # libFuzzer builds (clang -fsanitize=fuzzer)
+  clang libclang-rt-14-dev libomp-14-dev  # libFuzzer builds (clang -fsanitize=fuzzer, OpenMP)
 )
 
 missing=()
