@@ -22,7 +22,9 @@ out="${SHARDLAB_BENCH_OUT:-$root/bench/results/train_step_cpu.json}"
 load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
 
 echo "# threads $OMP_NUM_THREADS, $SHARDLAB_BENCH_WARMUP warm-up + $SHARDLAB_BENCH_STEPS timed steps, load $load_before"
-shardlab_json="$("$bench" --benchmark_format=console 2>/dev/null | tee /dev/stderr | grep '^{"bench"')"
+shardlab_out="$("$bench" 2>/dev/null)"
+echo "$shardlab_out"
+shardlab_json="$(grep '^{"bench"' <<<"$shardlab_out")"
 
 # A python with torch: Debian's python3-torch lives under /usr/bin/python3, a pyenv python3 on
 # PATH usually has none.
