@@ -2,7 +2,9 @@
 // grouped-query attention, final RMSNorm and the LM head (optionally tied to the embedding).
 #include "models/llama.h"
 
+#include "autograd/checkpoint.h"
 #include "autograd/functions.h"
+#include "autograd/grad_mode.h"
 #include "nn/module_list.h"
 
 namespace shardlab::models {
@@ -93,8 +95,21 @@ Tensor LlamaModel::forward(const LlamaInputs& in) {
   Tensor positions = in.positions.defined() ? in.positions : ops::add_scalar(Tensor::arange(T), static_cast<double>(past));
   if (in.cache != nullptr) in.cache->layers.resize(layers_.size());
   Tensor x = embed_tokens_->forward(in.input_ids);  // (B, T, C)
-  for (size_t i = 0; i < layers_.size(); ++i)
-    x = layers_[i]->forward(x, positions, in.segment_ids, in.cache != nullptr ? &in.cache->layers[i] : nullptr);
+  // Checkpointing only pays off when a backward will follow; a cached decode step must also write
+  // its keys/values exactly once, which a recomputation would repeat.
+  const bool ckpt = gradient_checkpointing && is_training() && GradMode::enabled() && in.cache == nullptr;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    if (ckpt) {
+      // The layer (and through it its parameters), positions and segment ids are captured; only the
+      // hidden state is a checkpoint input, so it alone is saved.
+      auto region = [layer = layers_[i], positions, segments = in.segment_ids](const std::vector<Tensor>& h) {
+        return std::vector<Tensor>{layer->forward(h[0], positions, segments)};
+      };
+      x = checkpoint(region, {x})[0];
+    } else {
+      x = layers_[i]->forward(x, positions, in.segment_ids, in.cache != nullptr ? &in.cache->layers[i] : nullptr);
+    }
+  }
   if (in.cache != nullptr) in.cache->length += T;
   return (*norm_)(x);
 }

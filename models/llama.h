@@ -71,6 +71,11 @@ class LlamaModel : public nn::Module {
   nn::Embedding& embed_tokens() { return *embed_tokens_; }
   const std::vector<std::shared_ptr<LlamaDecoderLayer>>& layers() const { return layers_; }
 
+  // Activation checkpointing per decoder layer: in training mode with grad enabled and no KV cache,
+  // each layer keeps only its input (B, T, C) between forward and backward and is recomputed in
+  // backward. Gradients are bit-identical to the plain run; one extra layer forward per layer.
+  bool gradient_checkpointing = false;
+
  private:
   LlamaConfig config_;
   std::shared_ptr<nn::Embedding> embed_tokens_;
@@ -89,6 +94,7 @@ class LlamaForCausalLM : public nn::Module {
   // labels at t+1; labels of -100 are ignored. Returns {sum, number of target tokens}.
   std::pair<Tensor, int64_t> loss_sum(const LlamaInputs& inputs, const Tensor& labels);
   LlamaModel& model() { return *model_; }
+  void set_gradient_checkpointing(bool on) { model_->gradient_checkpointing = on; }
 
  private:
   LlamaConfig config_;
