@@ -7,5 +7,6 @@
 #include "core/ops/fused.h"
 #include "core/ops/linalg.h"
 #include "core/ops/optim.h"
+#include "core/ops/optim_8bit.h"
 #include "core/ops/reduce.h"
 #include "core/ops/views.h"
