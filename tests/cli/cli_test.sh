@@ -82,6 +82,14 @@ if "$SHARDLAB" train resume.yaml > resume.log 2> resume.err && grep -q "resumed 
   [ "$a" = "$b" ] && ok "resume reproduces the losses" || bad "resume losses differ: $a vs $b"
 else bad "resume: $(tail -2 resume.err)"; fi
 
+# Activation checkpointing recomputes layers in backward: the losses must not change at all.
+write_config ckpt.yaml "output_dir: run_ckpt" "gradient_checkpointing: true"
+if "$SHARDLAB" train ckpt.yaml > ckpt.log 2> ckpt.err; then
+  a=$(grep -o '"loss":[^,]*' run1/log.jsonl | head -6 | tr '\n' ' ')
+  b=$(grep -o '"loss":[^,]*' run_ckpt/log.jsonl | tr '\n' ' ')
+  [ "$a" = "$b" ] && ok "gradient_checkpointing gives identical losses" || bad "checkpointing losses differ: $a vs $b"
+else bad "gradient_checkpointing train: $(tail -2 ckpt.err)"; fi
+
 # 2. Bad inputs: one line naming the culprit, non-zero exit, nothing written.
 printf 'learning_rate: [1, 2\nseed: 3\n' > malformed.yaml
 expect_error "malformed YAML" "malformed.yaml" "$SHARDLAB" train malformed.yaml

@@ -68,7 +68,6 @@ void reject_unsupported(const config::TrainConfig& cfg, const std::string& path)
   SL_CHECK(cfg.device != config::DeviceKind::cuda, path, ": device cuda: training on CUDA is not supported yet");
   SL_CHECK(cfg.bf16 != config::Toggle::on, path, ": bf16: true is not supported yet (mixed precision)");
   SL_CHECK(cfg.fp16 != config::Toggle::on, path, ": fp16: true is not supported yet (mixed precision)");
-  SL_CHECK(!cfg.gradient_checkpointing, path, ": gradient_checkpointing: true is not supported yet in train");
 }
 
 }  // namespace
@@ -95,6 +94,8 @@ int run_train(const std::vector<std::string>& argv) {
     model = std::make_unique<models::LlamaForCausalLM>(model_config_from(*cfg.model_config, tokenizer->vocab_size()),
                                                        static_cast<uint64_t>(cfg.seed));
   }
+  // Recompute each decoder layer in backward instead of keeping its activations.
+  model->set_gradient_checkpointing(cfg.gradient_checkpointing);
   const models::LlamaConfig& mc = model->config();
   SL_CHECK(tokenizer->vocab_size() <= mc.vocab_size, config_path, ": the tokenizer has ", tokenizer->vocab_size(),
            " tokens but the model's vocab_size is ", mc.vocab_size);
