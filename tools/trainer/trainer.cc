@@ -36,18 +36,27 @@ json::Value stats_json(const StepStats& s) {
   v.set("step", s.step);
   v.set("loss", s.loss);
   v.set("lr", s.lr);
-  v.set("grad_norm", s.grad_norm);
+  if (std::isfinite(s.grad_norm)) v.set("grad_norm", s.grad_norm);
   v.set("tokens", s.tokens);
   v.set("target_tokens", s.target_tokens);
   v.set("seconds", s.seconds);
   if (s.eval_loss >= 0) v.set("eval_loss", s.eval_loss);
+  if (s.loss_scale != 1.0) v.set("loss_scale", s.loss_scale);
+  if (s.skipped) v.set("skipped", true);
   return v;
 }
 }  // namespace
 
 Trainer::Trainer(models::LlamaForCausalLM& model, nn::Optimizer& optimizer, BatchStream& data, TrainerOptions options,
-                 std::function<double()> eval_fn)
-    : model_(model), optimizer_(optimizer), data_(data), options_(std::move(options)), eval_fn_(std::move(eval_fn)) {
+                 std::function<double()> eval_fn, MixedPrecision precision)
+    : model_(model),
+      optimizer_(optimizer),
+      data_(data),
+      options_(std::move(options)),
+      eval_fn_(std::move(eval_fn)),
+      precision_(precision) {
+  SL_CHECK(precision_.scaler == nullptr || precision_.masters != nullptr,
+           "trainer: a loss scaler needs fp32 master weights");
   SL_CHECK(options_.gradient_accumulation_steps >= 1, "trainer: gradient_accumulation_steps must be >= 1");
   SL_CHECK(options_.max_steps >= 1, "trainer: max_steps must be >= 1");
 }
@@ -59,7 +68,9 @@ StepStats Trainer::step() {
   s.lr = options_.schedule.lr_at(step_);
   optimizer_.set_lr(s.lr);
   optimizer_.zero_grad();
+  if (precision_.masters != nullptr) precision_.masters->zero_grad();
   model_.train();
+  s.loss_scale = precision_.scaler != nullptr ? precision_.scaler->scale() : 1.0;
 
   // NOTE [loss normalisation]: the step's loss is the sum of token losses over all its micro
   // batches divided by the step's target-token count, so that k micro batches of 1 sequence give
@@ -82,14 +93,30 @@ StepStats Trainer::step() {
     SL_CHECK(std::isfinite(value), "loss is ", value, " at step ", s.step, " (micro batch ", i + 1,
              "): training diverged; lower the learning rate or check the data");
     loss_sum += value;
-    backward(sum * scale);
+    // fp16: the loss is scaled up so that small gradients survive in 16 bits (unscaled below).
+    backward(sum * (scale * s.loss_scale));
   }
   s.loss = loss_sum * scale;
+  if (precision_.masters != nullptr) {
+    // Gradients go to the fp32 masters, unscaled; an inf/NaN there skips the step (fp16 overflow).
+    const bool overflow = precision_.masters->grads_to_masters(1.0 / s.loss_scale);
+    if (precision_.scaler != nullptr) precision_.scaler->update(overflow);
+    if (overflow) {
+      SL_CHECK(precision_.scaler != nullptr, "gradient is not finite at step ", s.step,
+               ": a non-finite gradient would corrupt the weights");
+      s.skipped = true;
+      s.grad_norm = std::nan("");
+      ++step_;
+      s.seconds = now_seconds() - start;
+      return s;
+    }
+  }
   s.grad_norm = options_.max_grad_norm > 0 ? nn::clip_grad_norm(optimizer_.params(), options_.max_grad_norm)
                                            : nn::grad_norm(optimizer_.params());
   SL_CHECK(std::isfinite(s.grad_norm), "gradient norm is ", s.grad_norm, " at step ", s.step,
            ": a non-finite gradient would corrupt the weights");
   optimizer_.step();
+  if (precision_.masters != nullptr) precision_.masters->masters_to_model();
   ++step_;
   s.seconds = now_seconds() - start;
   return s;
@@ -106,6 +133,8 @@ void Trainer::log(const StepStats& s) {
                 static_cast<long>(s.step), static_cast<long>(options_.max_steps), s.loss, s.lr, s.grad_norm,
                 elapsed > 0 ? tokens / elapsed : 0.0, format_duration(eta).c_str());
     if (s.eval_loss >= 0) std::printf(" | eval loss %.4f", s.eval_loss);
+    if (s.loss_scale != 1.0) std::printf(" | loss scale %g", s.loss_scale);
+    if (s.skipped) std::printf(" | skipped (overflow)");
     std::printf("\n");
     std::fflush(stdout);
   }
@@ -140,9 +169,25 @@ std::string Trainer::save_checkpoint() const {
   std::vector<std::pair<std::string, Tensor>> opt_state;
   for (auto& [name, t] : optimizer_.state_dict()) opt_state.emplace_back(name, t);
   save_safetensors((tmp_dir / "optimizer.safetensors").string(), opt_state);
+  if (precision_.masters != nullptr) {
+    // The fp32 masters are the real weights of a 16-bit run; the model file holds their rounding.
+    std::vector<std::pair<std::string, Tensor>> masters;
+    const std::vector<Tensor>& m = precision_.masters->masters();
+    for (size_t i = 0; i < m.size(); ++i) masters.emplace_back(std::to_string(i), m[i]);
+    save_safetensors((tmp_dir / "master_weights.safetensors").string(), masters);
+  }
   json::Value state = json::Value::object();
   state.set("global_step", step_);
   state.set("data", data_.state());
+  if (precision_.scaler != nullptr) {
+    const nn::DynamicLossScaler::State ls = precision_.scaler->state();
+    json::Value scaler = json::Value::object();
+    scaler.set("scale", ls.scale);
+    scaler.set("iteration", ls.iteration);
+    scaler.set("last_overflow_iteration", ls.last_overflow_iteration);
+    scaler.set("hysteresis_left", static_cast<int64_t>(ls.hysteresis_left));
+    state.set("loss_scaler", scaler);
+  }
   json::Value hist = json::Value::array();
   for (const StepStats& s : history_) hist.push_back(stats_json(s));
   state.set("log_history", hist);
@@ -171,6 +216,20 @@ void Trainer::load_checkpoint(const std::string& checkpoint_dir) {
   json::Ref ref(trainer_state, state_path);
   step_ = ref["global_step"].as_int();
   data_.restore(ref["data"].value());
+  if (precision_.masters != nullptr) {
+    const std::string path = (fs::path(checkpoint_dir) / "master_weights.safetensors").string();
+    SL_CHECK(fs::exists(path), "resume: ", checkpoint_dir, " has no master_weights.safetensors (was it saved by a 16-bit run?)");
+    SafetensorsFile masters = SafetensorsFile::open(path);
+    NoGradGuard no_grad;
+    const std::vector<Tensor>& m = precision_.masters->masters();
+    for (size_t i = 0; i < m.size(); ++i) ops::copy_(m[i], masters.get(std::to_string(i)));
+    precision_.masters->masters_to_model();
+  }
+  if (precision_.scaler != nullptr) {
+    json::Ref ls = ref["loss_scaler"];
+    precision_.scaler->load_state({ls["scale"].as_double(), ls["iteration"].as_int(),
+                                   ls["last_overflow_iteration"].as_int(), static_cast<int>(ls["hysteresis_left"].as_int())});
+  }
   history_.clear();
   for (const json::Value& h : ref["log_history"].as_array()) {
     json::Ref r(h, state_path);
@@ -178,7 +237,9 @@ void Trainer::load_checkpoint(const std::string& checkpoint_dir) {
     s.step = r["step"].as_int();
     s.loss = r["loss"].as_double();
     s.lr = r["lr"].as_double();
-    s.grad_norm = r["grad_norm"].as_double();
+    s.grad_norm = r.get_double("grad_norm", std::nan(""));
+    s.loss_scale = r.get_double("loss_scale", 1.0);
+    s.skipped = r.get_bool("skipped", false);
     s.tokens = r["tokens"].as_int();
     s.target_tokens = r["target_tokens"].as_int();
     s.seconds = r["seconds"].as_double();

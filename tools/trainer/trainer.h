@@ -9,7 +9,9 @@
 
 #include "core/json.h"
 #include "models/llama.h"
+#include "nn/loss_scaler.h"
 #include "nn/lr_schedule.h"
+#include "nn/master_weights.h"
 #include "nn/optimizer.h"
 
 namespace shardlab::train {
@@ -52,13 +54,23 @@ struct StepStats {
   int64_t target_tokens = 0;
   double seconds = 0.0;
   double eval_loss = -1.0; // -1 when not evaluated at this step
+  double loss_scale = 1.0; // fp16 dynamic loss scale used in the step
+  bool skipped = false;    // fp16 overflow: no parameter changed
+};
+
+// 16-bit training: the optimizer steps fp32 masters of the model's bf16/f16 parameters; fp16 adds
+// a loss scaler. Both null: plain training in the model's dtype.
+struct MixedPrecision {
+  nn::MasterWeights* masters = nullptr;
+  nn::DynamicLossScaler* scaler = nullptr;
 };
 
 class Trainer {
  public:
   // eval_fn returns the mean validation loss (optional).
+  // With mixed precision, `optimizer` must step precision.masters->masters().
   Trainer(models::LlamaForCausalLM& model, nn::Optimizer& optimizer, BatchStream& data, TrainerOptions options,
-          std::function<double()> eval_fn = {});
+          std::function<double()> eval_fn = {}, MixedPrecision precision = {});
 
   // One optimizer step. Gradients stay in .grad until the next step starts (tests read them).
   StepStats step();
@@ -82,6 +94,7 @@ class Trainer {
   BatchStream& data_;
   TrainerOptions options_;
   std::function<double()> eval_fn_;
+  MixedPrecision precision_;
   int64_t step_ = 0;
   std::vector<StepStats> history_;
   double run_started_ = 0.0;
