@@ -90,6 +90,19 @@ if "$SHARDLAB" train ckpt.yaml > ckpt.log 2> ckpt.err; then
   [ "$a" = "$b" ] && ok "gradient_checkpointing gives identical losses" || bad "checkpointing losses differ: $a vs $b"
 else bad "gradient_checkpointing train: $(tail -2 ckpt.err)"; fi
 
+# 16-bit training and the 8-bit optimizer: each run trains (last loss below the first).
+for variant in "bf16: true" "fp16: true" "optimizer: adamw_8bit" "optimizer: adamw_bnb_8bit"; do
+  out="run_$(echo "$variant" | tr -cd 'a-z0-9')"
+  write_config v.yaml "output_dir: $out" "$variant"
+  sed -i 's/max_steps: 6/max_steps: 12/' v.yaml
+  if "$SHARDLAB" train v.yaml > v.log 2> v.err; then
+    first=$(grep -o '"loss":[^,]*' "$out/log.jsonl" | head -1 | cut -d: -f2)
+    last=$(grep -o '"loss":[^,]*' "$out/log.jsonl" | tail -1 | cut -d: -f2)
+    if awk -v a="$first" -v b="$last" 'BEGIN { exit !(b < a) }'; then ok "$variant trains ($first -> $last)"
+    else bad "$variant does not train: $first -> $last"; fi
+  else bad "$variant: $(tail -2 v.err)"; fi
+done
+
 # 2. Bad inputs: one line naming the culprit, non-zero exit, nothing written.
 printf 'learning_rate: [1, 2\nseed: 3\n' > malformed.yaml
 expect_error "malformed YAML" "malformed.yaml" "$SHARDLAB" train malformed.yaml

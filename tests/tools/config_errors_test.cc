@@ -118,7 +118,7 @@ TEST(TrainConfigErrors, WrongTypes) {
 
 TEST(TrainConfigErrors, BadEnumListsTheAllowedValues) {
   EXPECT_CONTAINS(file_error("bad_enum.yaml"),
-                  "bad_enum.yaml:5:12: optimizer must be one of adamw, adamw_torch, sgd; got 'adam'");
+                  "bad_enum.yaml:5:12: optimizer must be one of adamw, adamw_torch, sgd, adamw_8bit, adamw_bnb_8bit; got 'adam'");
   EXPECT_CONTAINS(text_error(kBase + "lr_scheduler: cosine_annealing\n"),
                   "lr_scheduler must be one of constant, linear, cosine; got 'cosine_annealing'");
   EXPECT_CONTAINS(text_error(kBase + "device: tpu\n"), "device must be one of cpu, cuda, auto; got 'tpu'");
@@ -126,8 +126,9 @@ TEST(TrainConfigErrors, BadEnumListsTheAllowedValues) {
   EXPECT_CONTAINS(text_error("base_model: m\ndatasets:\n  - path: d.jsonl\n    type: alpacca\n"),
                   "inline.yaml:4:11: datasets[0].type must be one of alpaca, completion, custom; got 'alpacca'");
   // Known names of later features say so.
-  EXPECT_CONTAINS(text_error(kBase + "optimizer: adamw_bnb_8bit\n"),
-                  "optimizer 'adamw_bnb_8bit' is not supported yet (supported: adamw, adamw_torch, sgd)");
+  EXPECT_CONTAINS(text_error(kBase + "optimizer: paged_adamw_8bit\n"),
+                  "optimizer 'paged_adamw_8bit' is not supported yet (supported: adamw, adamw_torch, sgd, adamw_8bit, "
+                  "adamw_bnb_8bit)");
   EXPECT_CONTAINS(text_error("base_model: m\ndatasets:\n  - path: d.jsonl\n    type: sharegpt\n"),
                   "datasets[0].type 'sharegpt' is not supported yet (supported: alpaca, completion, custom)");
 }

@@ -12,6 +12,7 @@
 #include "models/generate.h"
 #include "models/llama_io.h"
 #include "models/tokenizer.h"
+#include "nn/optimizer_8bit.h"
 #include "tools/cli/args.h"
 #include "tools/cli/commands.h"
 #include "tools/cli/loss_plot.h"
@@ -66,8 +67,6 @@ models::LlamaConfig model_config_from(const config::ModelConfigFields& f, int64_
 
 void reject_unsupported(const config::TrainConfig& cfg, const std::string& path) {
   SL_CHECK(cfg.device != config::DeviceKind::cuda, path, ": device cuda: training on CUDA is not supported yet");
-  SL_CHECK(cfg.bf16 != config::Toggle::on, path, ": bf16: true is not supported yet (mixed precision)");
-  SL_CHECK(cfg.fp16 != config::Toggle::on, path, ": fp16: true is not supported yet (mixed precision)");
 }
 
 }  // namespace
@@ -96,6 +95,10 @@ int run_train(const std::vector<std::string>& argv) {
   }
   // Recompute each decoder layer in backward instead of keeping its activations.
   model->set_gradient_checkpointing(cfg.gradient_checkpointing);
+  // 16-bit training: parameters and compute in bf16/f16, fp32 masters in the optimizer, and for
+  // f16 the dynamic loss scaler (DeepSpeed's defaults). The loss is computed in f32 either way.
+  const bool bf16 = cfg.bf16 == config::Toggle::on, fp16 = cfg.fp16 == config::Toggle::on;
+  if (bf16 || fp16) model->to(bf16 ? DType::bf16 : DType::f16);
   const models::LlamaConfig& mc = model->config();
   SL_CHECK(tokenizer->vocab_size() <= mc.vocab_size, config_path, ": the tokenizer has ", tokenizer->vocab_size(),
            " tokens but the model's vocab_size is ", mc.vocab_size);
@@ -166,12 +169,28 @@ int run_train(const std::vector<std::string>& argv) {
               static_cast<long>(total_steps), static_cast<long>(steps_per_epoch));
   std::fflush(stdout);
 
+  std::unique_ptr<nn::MasterWeights> masters;
+  std::unique_ptr<nn::DynamicLossScaler> scaler;
+  std::vector<Tensor> stepped = model->trainable_parameters();
+  if (bf16 || fp16) {
+    masters = std::make_unique<nn::MasterWeights>(stepped);
+    stepped = masters->masters();
+    if (fp16) scaler = std::make_unique<nn::DynamicLossScaler>(nn::LossScalerConfig{});
+  }
   std::unique_ptr<nn::Optimizer> optimizer;
-  if (cfg.optimizer == config::OptimizerKind::sgd)
-    optimizer = std::make_unique<nn::SGD>(model->trainable_parameters(), cfg.learning_rate, 0.0, cfg.weight_decay);
-  else
-    optimizer = std::make_unique<nn::AdamW>(model->trainable_parameters(), cfg.learning_rate, cfg.adam_beta1,
-                                            cfg.adam_beta2, cfg.adam_epsilon, cfg.weight_decay);
+  switch (cfg.optimizer) {
+    case config::OptimizerKind::sgd:
+      optimizer = std::make_unique<nn::SGD>(stepped, cfg.learning_rate, 0.0, cfg.weight_decay);
+      break;
+    case config::OptimizerKind::adamw_8bit:
+      optimizer = std::make_unique<nn::AdamW8bit>(stepped, cfg.learning_rate, cfg.adam_beta1, cfg.adam_beta2,
+                                                  cfg.adam_epsilon, cfg.weight_decay);
+      break;
+    case config::OptimizerKind::adamw:
+      optimizer = std::make_unique<nn::AdamW>(stepped, cfg.learning_rate, cfg.adam_beta1, cfg.adam_beta2,
+                                              cfg.adam_epsilon, cfg.weight_decay);
+      break;
+  }
   train::TrainerOptions to;
   to.max_steps = total_steps;
   to.gradient_accumulation_steps = cfg.gradient_accumulation_steps;
@@ -188,7 +207,7 @@ int run_train(const std::vector<std::string>& argv) {
   LoaderStream stream(train_loader);
   std::function<double()> eval_fn;
   if (!val_batches.empty()) eval_fn = [&] { return train::evaluate(*model, val_batches); };
-  train::Trainer trainer(*model, *optimizer, stream, to, eval_fn);
+  train::Trainer trainer(*model, *optimizer, stream, to, eval_fn, {masters.get(), scaler.get()});
   if (!cfg.resume_from_checkpoint.empty()) {
     trainer.load_checkpoint(cfg.resume_from_checkpoint);
     std::printf("# resumed from %s at step %ld\n", cfg.resume_from_checkpoint.c_str(),

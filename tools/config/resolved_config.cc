@@ -10,7 +10,14 @@
 
 namespace shardlab::config {
 
-std::string_view to_string(OptimizerKind v) { return v == OptimizerKind::adamw ? "adamw" : "sgd"; }
+std::string_view to_string(OptimizerKind v) {
+  switch (v) {
+    case OptimizerKind::adamw: return "adamw";
+    case OptimizerKind::sgd: return "sgd";
+    case OptimizerKind::adamw_8bit: return "adamw_8bit";
+  }
+  return "adamw";
+}
 
 std::string_view to_string(LrSchedulerKind v) {
   switch (v) {

@@ -243,8 +243,9 @@ TrainConfig parse_train_config(const std::string& yaml_text, const std::string& 
 
   if (const Field* f = top.find("optimizer"))
     c.optimizer = rd.choice<OptimizerKind>(*f, {{"adamw", OptimizerKind::adamw}, {"adamw_torch", OptimizerKind::adamw},
-                                 {"sgd", OptimizerKind::sgd}},
-                            {"adamw_torch_fused", "adamw_bnb_8bit", "adamw_8bit", "paged_adamw_8bit",
+                                 {"sgd", OptimizerKind::sgd}, {"adamw_8bit", OptimizerKind::adamw_8bit},
+                                 {"adamw_bnb_8bit", OptimizerKind::adamw_8bit}},
+                            {"adamw_torch_fused", "paged_adamw_8bit",
                              "paged_adamw_32bit", "adafactor", "lion_8bit", "adamw_hf"});
   read_number(rd, top, "learning_rate", Range::positive, c.learning_rate);
   read_number(rd, top, "weight_decay", Range::non_negative, c.weight_decay);

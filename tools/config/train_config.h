@@ -10,8 +10,9 @@
 
 namespace shardlab::config {
 
-// adamw_torch (Axolotl's and Hugging Face's name) parses to the same decoupled-weight-decay AdamW.
-enum class OptimizerKind { adamw, sgd };
+// adamw_torch (Axolotl's and Hugging Face's name) parses to the same decoupled-weight-decay AdamW;
+// adamw_bnb_8bit to the same 8-bit (bitsandbytes-style blockwise) AdamW as adamw_8bit.
+enum class OptimizerKind { adamw, sgd, adamw_8bit };
 enum class LrSchedulerKind { constant, linear, cosine };
 // A precision switch (bf16, fp16, tf32) that may be left to the hardware: see resolve_auto().
 enum class Toggle { off, on, automatic };
