@@ -175,7 +175,16 @@ int run_train(const std::vector<std::string>& argv) {
   if (bf16 || fp16) {
     masters = std::make_unique<nn::MasterWeights>(stepped);
     stepped = masters->masters();
-    if (fp16) scaler = std::make_unique<nn::DynamicLossScaler>(nn::LossScalerConfig{});
+    if (fp16) {
+      nn::LossScalerConfig sc;  // DeepSpeed's fp16 block, or its defaults
+      sc.loss_scale = cfg.loss_scaler.loss_scale;
+      sc.initial_scale_power = static_cast<int>(cfg.loss_scaler.initial_scale_power);
+      sc.loss_scale_window = cfg.loss_scaler.loss_scale_window;
+      sc.hysteresis = static_cast<int>(cfg.loss_scaler.hysteresis);
+      sc.consecutive_hysteresis = cfg.loss_scaler.consecutive_hysteresis;
+      sc.min_loss_scale = cfg.loss_scaler.min_loss_scale;
+      scaler = std::make_unique<nn::DynamicLossScaler>(sc);
+    }
   }
   std::unique_ptr<nn::Optimizer> optimizer;
   switch (cfg.optimizer) {

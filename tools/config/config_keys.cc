@@ -24,13 +24,13 @@ const KeySet& top_level_keys() {
        "weight_decay", "adam_beta1", "adam_beta2", "adam_epsilon", "lr_scheduler", "warmup_steps",
        "warmup_ratio", "max_grad_norm", "seed", "output_dir", "logging_steps", "eval_steps",
        "saves_per_epoch", "save_steps", "resume_from_checkpoint", "bf16", "fp16", "tf32",
-       "gradient_checkpointing", "flash_attention", "device", "generate_after_training"},
+       "gradient_checkpointing", "flash_attention", "device", "generate_after_training", "deepspeed"},
       // Axolotl keys of features that come later (adapters, quantisation, sharding, logging
       // services, chat templates, ...): named so that a config using them fails loudly.
       {"adapter", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules",
        "lora_target_linear", "lora_model_dir", "lora_modules_to_save", "lora_fan_in_fan_out",
        "peft_use_dora", "peft_use_rslora", "load_in_4bit", "load_in_8bit", "bnb_4bit_quant_type",
-       "bnb_4bit_compute_dtype", "bnb_4bit_use_double_quant", "gptq", "deepspeed", "fsdp",
+       "bnb_4bit_compute_dtype", "bnb_4bit_use_double_quant", "gptq", "fsdp",
        "fsdp_config", "fsdp_version", "model_type", "tokenizer_type", "tokenizer_config",
        "trust_remote_code", "chat_template", "special_tokens", "tokens", "dataset_prepared_path",
        "push_dataset_to_hub", "hub_model_id", "wandb_project", "wandb_entity", "wandb_name",

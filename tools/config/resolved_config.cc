@@ -188,6 +188,7 @@ std::string resolved_config_yaml(const TrainConfig& c, const std::string& source
   key_value(e, "gradient_checkpointing", c.gradient_checkpointing);
   key_value(e, "flash_attention", c.flash_attention);
   key_value(e, "device", to_string(c.device));
+  if (!c.deepspeed.empty()) key_value(e, "deepspeed", c.deepspeed);
   if (c.generate_after_training) {
     e << YAML::Key << "generate_after_training" << YAML::Value << YAML::BeginMap;
     key_value(e, "prompt", c.generate_after_training->prompt);

@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "core/utf8.h"
+#include "tools/config/deepspeed_config.h"
 
 #include <cerrno>
 #include <cmath>
@@ -308,6 +309,20 @@ TrainConfig parse_train_config(const std::string& yaml_text, const std::string& 
   if (c.num_epochs == 0 && c.max_steps == 0) {
     const Field* f = top.find("num_epochs") ? top.find("num_epochs") : top.find("max_steps");
     rd.fail_at(f->value, "num_epochs and max_steps are both 0: nothing would be trained");
+  }
+  if (const Field* f = top.find("deepspeed")) {
+    c.deepspeed = f->value.Scalar();
+    ExplicitKeys given;
+    given.fp16 = top.find("fp16") != nullptr;
+    given.bf16 = top.find("bf16") != nullptr;
+    given.gradient_accumulation_steps = top.find("gradient_accumulation_steps") != nullptr;
+    given.micro_batch_size = top.find("micro_batch_size") != nullptr;
+    given.max_grad_norm = top.find("max_grad_norm") != nullptr;
+    try {
+      merge_deepspeed_config(c.deepspeed, given, c);
+    } catch (const Error& e) {
+      rd.fail_at(f->value, e.what());
+    }
   }
   const auto conflict = [&](const char* a, const char* b, bool both_set, const std::string& why) {
     if (both_set) rd.fail_at(later(*top.find(a), *top.find(b)).key, std::string(a) + " and " + b + " " + why);

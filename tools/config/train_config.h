@@ -69,6 +69,18 @@ struct DatasetConfig {
   bool operator==(const DatasetConfig&) const = default;
 };
 
+// DeepSpeed's fp16 block: the dynamic loss scaler's knobs (names and defaults as DeepSpeed's).
+struct LossScalerSettings {
+  double loss_scale = 0.0;  // 0: dynamic
+  int64_t initial_scale_power = 16;
+  int64_t loss_scale_window = 1000;
+  int64_t hysteresis = 2;
+  bool consecutive_hysteresis = false;
+  double min_loss_scale = 1.0;
+
+  bool operator==(const LossScalerSettings&) const = default;
+};
+
 struct GenerateAfterTraining {
   std::string prompt;
   int64_t max_new_tokens = 64;
@@ -126,6 +138,10 @@ struct TrainConfig {
   DeviceKind device = DeviceKind::automatic;
 
   std::optional<GenerateAfterTraining> generate_after_training;
+
+  // `deepspeed: ds.json`: a DeepSpeed config merged into this one (see deepspeed_config.h).
+  std::string deepspeed;
+  LossScalerSettings loss_scaler;
 
   bool operator==(const TrainConfig&) const = default;
 };
