@@ -9,5 +9,6 @@ namespace shardlab::cli {
 int run_train(const std::vector<std::string>& args);
 int run_eval(const std::vector<std::string>& args);
 int run_generate(const std::vector<std::string>& args);
+int run_memory(const std::vector<std::string>& args);
 
 }  // namespace shardlab::cli

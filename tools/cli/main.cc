@@ -13,7 +13,8 @@ constexpr const char* kUsage =
     "usage: shardlab <command> [options]\n"
     "  train CONFIG.yaml                          train as the YAML config says\n"
     "  eval --model DIR --data FILE.jsonl [--dump-logits OUT.safetensors]\n"
-    "  generate --model DIR --prompt TEXT [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S]\n";
+    "  generate --model DIR --prompt TEXT [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S]\n"
+    "  memory CONFIG.yaml                         measure one training step's memory per tag and variant\n";
 }
 
 int main(int argc, char** argv) {
@@ -27,6 +28,7 @@ int main(int argc, char** argv) {
     if (command == "train") return shardlab::cli::run_train(args);
     if (command == "eval") return shardlab::cli::run_eval(args);
     if (command == "generate") return shardlab::cli::run_generate(args);
+    if (command == "memory") return shardlab::cli::run_memory(args);
     std::fprintf(stderr, "shardlab: unknown command '%s'\n%s", command.c_str(), kUsage);
     return 2;
   } catch (const shardlab::Error& e) {

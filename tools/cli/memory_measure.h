@@ -1,0 +1,54 @@
+// `shardlab memory`: what one real training step (forward, backward, optimizer step) of a model
+// holds per memory-ledger tag, measured for each precision/checkpointing/optimizer variant.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/memory_ledger.h"
+#include "models/llama_config.h"
+
+namespace shardlab::cli {
+
+struct MemoryVariant {
+  bool bf16 = false;                    // bf16 parameters + fp32 master weights (else plain f32)
+  bool gradient_checkpointing = false;  // recompute each decoder layer in backward
+  bool adamw_8bit = false;              // 8-bit AdamW (else 32-bit AdamW)
+  std::string name() const;             // e.g. "bf16+masters ckpt adamw8"
+};
+
+// Bytes relative to the live bytes before the variant was built (CPU device).
+struct MemoryMeasurement {
+  MemoryVariant variant;
+  int64_t num_parameters = 0;                   // P: trainable parameters
+  std::array<int64_t, kNumMemTags> live{};      // per tag, after the step
+  std::array<int64_t, kNumMemTags> peak{};      // per tag, highest during the step
+  int64_t total_live = 0;
+  int64_t total_peak = 0;                       // peak of the sum during the step
+  int64_t live_of(MemTag t) const { return live[static_cast<int>(t)]; }
+  int64_t peak_of(MemTag t) const { return peak[static_cast<int>(t)]; }
+};
+
+struct MemoryRunOptions {
+  int64_t micro_batch_size = 1;
+  int64_t sequence_len = 16;
+  uint64_t seed = 0;
+};
+
+// Builds the model (random weights) with the variant's precision, checkpointing and optimizer,
+// runs one trainer step on a (micro_batch_size, sequence_len) batch of random token ids and
+// returns the ledger's deltas; everything it built is freed before it returns. Peaks cover only
+// the step (they are reset after building), measured from the baseline before building.
+MemoryMeasurement measure_training_step(const models::LlamaConfig& config, const MemoryVariant& variant,
+                                        const MemoryRunOptions& options);
+
+// The 8 variants: {f32, bf16+masters} x {no checkpointing, checkpointing} x {AdamW, AdamW8bit}.
+std::vector<MemoryVariant> all_memory_variants();
+
+// The report: one row per measurement (MiB, 3 decimals, live/peak per tag and total peak),
+// then bytes per parameter for parameter, gradient and optimizer_state.
+std::string memory_table(const std::vector<MemoryMeasurement>& rows);
+
+}  // namespace shardlab::cli
