@@ -104,6 +104,11 @@ for variant in "bf16: true" "fp16: true" "deepspeed: ds.json" "optimizer: adamw_
   else bad "$variant: $(tail -2 v.err)"; fi
 done
 
+# shardlab memory measures 8 variants by running steps; 8-bit AdamW holds ~2 bytes/param of state.
+if "$SHARDLAB" memory good.yaml > mem.out 2> mem.err && [ "$(grep -c '^bf16+masters' mem.out)" -eq 12 ] \
+   && grep -qE '^f32 adamw8bit +4\.000 +4\.000 +2\.[0-9]+' mem.out; then ok "memory prints every variant"
+else bad "memory: $(head -c 300 mem.err)"; fi
+
 # 2. Bad inputs: one line naming the culprit, non-zero exit, nothing written.
 printf 'learning_rate: [1, 2\nseed: 3\n' > malformed.yaml
 expect_error "malformed YAML" "malformed.yaml" "$SHARDLAB" train malformed.yaml

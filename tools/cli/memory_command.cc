@@ -8,6 +8,7 @@
 #include "models/tokenizer.h"
 #include "tools/cli/args.h"
 #include "tools/cli/commands.h"
+#include "tools/cli/llama_from_config.h"
 #include "tools/cli/memory_measure.h"
 #include "tools/config/train_config.h"
 
@@ -29,19 +30,8 @@ int64_t tokenizer_vocab(const config::TrainConfig& cfg) {
 models::LlamaConfig model_config(const config::TrainConfig& cfg, const std::string& path) {
   if (!cfg.base_model.empty()) return models::load_llama_config(cfg.base_model);
   SL_CHECK(cfg.model_config.has_value(), path, ": needs base_model or model_config");
-  const config::ModelConfigFields& f = *cfg.model_config;
-  models::LlamaConfig c;
-  c.vocab_size = f.vocab_size.has_value() ? *f.vocab_size : tokenizer_vocab(cfg);
-  c.hidden_size = *f.hidden_size;
-  c.intermediate_size = *f.intermediate_size;
-  c.num_hidden_layers = *f.num_hidden_layers;
-  c.num_attention_heads = *f.num_attention_heads;
-  c.num_key_value_heads = f.num_key_value_heads.value_or(c.num_attention_heads);
-  c.max_position_embeddings = f.max_position_embeddings.value_or(c.max_position_embeddings);
-  c.rope_theta = f.rope_theta.value_or(c.rope_theta);
-  c.rms_norm_eps = f.rms_norm_eps.value_or(1e-5);
-  c.tie_word_embeddings = f.tie_word_embeddings.value_or(false);
-  return c;
+  const int64_t vocab = cfg.model_config->vocab_size.has_value() ? *cfg.model_config->vocab_size : tokenizer_vocab(cfg);
+  return llama_config_from(*cfg.model_config, vocab);
 }
 
 }  // namespace

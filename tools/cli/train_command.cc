@@ -15,6 +15,7 @@
 #include "nn/optimizer_8bit.h"
 #include "tools/cli/args.h"
 #include "tools/cli/commands.h"
+#include "tools/cli/llama_from_config.h"
 #include "tools/cli/loss_plot.h"
 #include "tools/config/train_config.h"
 #include "tools/trainer/trainer.h"
@@ -50,21 +51,6 @@ std::unique_ptr<models::Tokenizer> make_tokenizer(const config::TrainConfig& cfg
   return models::load_tokenizer(path.string());
 }
 
-models::LlamaConfig model_config_from(const config::ModelConfigFields& f, int64_t tokenizer_vocab) {
-  models::LlamaConfig c;
-  c.vocab_size = f.vocab_size.value_or(tokenizer_vocab);
-  c.hidden_size = *f.hidden_size;
-  c.intermediate_size = *f.intermediate_size;
-  c.num_hidden_layers = *f.num_hidden_layers;
-  c.num_attention_heads = *f.num_attention_heads;
-  c.num_key_value_heads = f.num_key_value_heads.value_or(c.num_attention_heads);
-  c.max_position_embeddings = f.max_position_embeddings.value_or(c.max_position_embeddings);
-  c.rope_theta = f.rope_theta.value_or(c.rope_theta);
-  c.rms_norm_eps = f.rms_norm_eps.value_or(1e-5);
-  c.tie_word_embeddings = f.tie_word_embeddings.value_or(false);
-  return c;
-}
-
 void reject_unsupported(const config::TrainConfig& cfg, const std::string& path) {
   SL_CHECK(cfg.device != config::DeviceKind::cuda, path, ": device cuda: training on CUDA is not supported yet");
 }
@@ -90,7 +76,7 @@ int run_train(const std::vector<std::string>& argv) {
     model = models::load_llama(cfg.base_model, static_cast<uint64_t>(cfg.seed));
   } else {
     SL_CHECK(cfg.model_config.has_value(), config_path, ": needs base_model or model_config");
-    model = std::make_unique<models::LlamaForCausalLM>(model_config_from(*cfg.model_config, tokenizer->vocab_size()),
+    model = std::make_unique<models::LlamaForCausalLM>(llama_config_from(*cfg.model_config, tokenizer->vocab_size()),
                                                        static_cast<uint64_t>(cfg.seed));
   }
   // Recompute each decoder layer in backward instead of keeping its activations.
