@@ -57,6 +57,10 @@ TEST(DeepSpeedConfig, NumbersFillDefaultsButMustAgreeWithExplicitYaml) {
   EXPECT_EQ(c.fp16, Toggle::on);
   EXPECT_EQ(c.loss_scaler.hysteresis, 1);
   EXPECT_DOUBLE_EQ(c.max_grad_norm, 0.5);
+  const std::string comm = write_json(R"({"bf16": {"enabled": true}, "communication_data_type": "fp32"})");
+  EXPECT_EQ(parse_train_config(kBase + "deepspeed: " + comm + "\n", "t.yaml").communication_data_type, "fp32");
+  EXPECT_THAT(error_of(kBase + "deepspeed: " + write_json(R"({"communication_data_type": "int8"})") + "\n"),
+              HasSubstr("communication_data_type"));
   EXPECT_THAT(error_of(kBase + "fp16: false\ndeepspeed: " + ds + "\n"), HasSubstr("contradicts the YAML's fp16"));
   EXPECT_THAT(error_of(kBase + "max_grad_norm: 1.0\ndeepspeed: " + ds + "\n"), HasSubstr("gradient_clipping"));
   const std::string bad_batch = write_json(R"({"train_batch_size": 16})");

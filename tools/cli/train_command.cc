@@ -13,6 +13,7 @@
 #include "models/llama_io.h"
 #include "models/tokenizer.h"
 #include "nn/optimizer_8bit.h"
+#include "nn/precision_policy.h"
 #include "tools/cli/args.h"
 #include "tools/cli/commands.h"
 #include "tools/cli/llama_from_config.h"
@@ -84,7 +85,11 @@ int run_train(const std::vector<std::string>& argv) {
   // 16-bit training: parameters and compute in bf16/f16, fp32 masters in the optimizer, and for
   // f16 the dynamic loss scaler (DeepSpeed's defaults). The loss is computed in f32 either way.
   const bool bf16 = cfg.bf16 == config::Toggle::on, fp16 = cfg.fp16 == config::Toggle::on;
-  if (bf16 || fp16) model->to(bf16 ? DType::bf16 : DType::f16);
+  std::optional<DType> reduce;
+  if (!cfg.communication_data_type.empty())
+    reduce = cfg.communication_data_type == "fp32" ? DType::f32 : cfg.communication_data_type == "bf16" ? DType::bf16 : DType::f16;
+  const nn::PrecisionPolicy precision = nn::make_precision_policy(bf16, fp16, reduce);
+  if (precision.uses_master_weights()) model->to(precision.param_dtype);
   const models::LlamaConfig& mc = model->config();
   SL_CHECK(tokenizer->vocab_size() <= mc.vocab_size, config_path, ": the tokenizer has ", tokenizer->vocab_size(),
            " tokens but the model's vocab_size is ", mc.vocab_size);
@@ -150,6 +155,7 @@ int run_train(const std::vector<std::string>& argv) {
               static_cast<long>(data.stats.records), static_cast<long>(train_loader.num_samples()), val_batches.size(),
               static_cast<long>(data.stats.truncated),
               static_cast<long>(data.stats.dropped_prompt_too_long + data.stats.dropped_no_targets));
+  std::printf("# precision: %s\n", precision.describe().c_str());
   std::printf("# global batch: %ld sequences (rows) = %ld tokens; %ld steps (%ld per epoch)\n",
               static_cast<long>(global_rows), static_cast<long>(global_rows * cfg.sequence_len),
               static_cast<long>(total_steps), static_cast<long>(steps_per_epoch));
@@ -158,10 +164,10 @@ int run_train(const std::vector<std::string>& argv) {
   std::unique_ptr<nn::MasterWeights> masters;
   std::unique_ptr<nn::DynamicLossScaler> scaler;
   std::vector<Tensor> stepped = model->trainable_parameters();
-  if (bf16 || fp16) {
+  if (precision.uses_master_weights()) {
     masters = std::make_unique<nn::MasterWeights>(stepped);
     stepped = masters->masters();
-    if (fp16) {
+    if (precision.loss_scaling) {
       nn::LossScalerConfig sc;  // DeepSpeed's fp16 block, or its defaults
       sc.loss_scale = cfg.loss_scaler.loss_scale;
       sc.initial_scale_power = static_cast<int>(cfg.loss_scaler.initial_scale_power);

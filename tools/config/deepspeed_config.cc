@@ -57,7 +57,8 @@ void merge_deepspeed_config(const std::string& path, const ExplicitKeys& explici
   const Ref root(root_value, path);
   root.as_object();
   only_keys(root, {"fp16", "bf16", "gradient_accumulation_steps", "gradient_clipping", "train_batch_size",
-                   "train_micro_batch_size_per_gpu", "zero_optimization", "steps_per_print", "wall_clock_breakdown"},
+                   "train_micro_batch_size_per_gpu", "zero_optimization", "steps_per_print", "wall_clock_breakdown",
+                   "communication_data_type"},
             {"optimizer", "scheduler", "activation_checkpointing", "zero_allow_untested_optimizer", "amp",
              "flops_profiler", "comms_logger"});
 
@@ -103,6 +104,11 @@ void merge_deepspeed_config(const std::string& path, const ExplicitKeys& explici
     if (tb->as_int() != global)
       tb->fail("is " + std::to_string(tb->as_int()) + " but micro_batch_size x gradient_accumulation_steps is " +
                std::to_string(global));
+  }
+  if (auto comm = root.get("communication_data_type"); comm && !comm->is_null()) {
+    const std::string& t = comm->as_string();
+    if (t != "fp32" && t != "fp16" && t != "bf16") comm->fail("must be \"fp32\", \"fp16\" or \"bf16\"");
+    c.communication_data_type = t;
   }
   if (auto zero = root.get("zero_optimization")) {
     const int64_t stage = zero->get_int("stage", 0);

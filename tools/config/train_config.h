@@ -142,6 +142,9 @@ struct TrainConfig {
   // `deepspeed: ds.json`: a DeepSpeed config merged into this one (see deepspeed_config.h).
   std::string deepspeed;
   LossScalerSettings loss_scaler;
+  // DeepSpeed's communication_data_type ("fp32", "fp16", "bf16"): the gradient reduce dtype;
+  // empty: the parameter dtype.
+  std::string communication_data_type;
 
   bool operator==(const TrainConfig&) const = default;
 };
