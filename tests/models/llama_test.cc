@@ -44,8 +44,11 @@ TEST(Llama, ParameterNamesAndCountFollowHuggingFace) {
   EXPECT_EQ(names.size(), 1u + 2 * 9 + 1 + 1);
   EXPECT_EQ(m.num_parameters(), tiny().num_parameters());
   // k_proj is (Hkv * D, C) = (8, 16) with grouped-query heads.
-  for (auto& [n, t] : m.named_parameters())
-    if (n == "model.layers.0.self_attn.k_proj.weight") EXPECT_EQ(t.shape(), (Shape{8, 16}));
+  for (auto& [n, t] : m.named_parameters()) {
+    if (n == "model.layers.0.self_attn.k_proj.weight") {
+      EXPECT_EQ(t.shape(), (Shape{8, 16}));
+    }
+  }
 }
 
 TEST(Llama, TiedEmbeddingsHaveNoLmHead) {

@@ -33,8 +33,11 @@ TEST(AdamW8bit, StateBytesAreTwoPerElementPlusEightPerBlock) {
     // u8 m and v: 2 bytes per element; f32 absmax for m and v: 8 bytes per block of 256.
     const int64_t elements = 1000 + 512 + 3, blocks = 4 + 2 + 1;
     EXPECT_EQ(optimizer_bytes() - before, 2 * elements + 8 * blocks);
-    for (auto& [name, t] : opt.state_dict())
-      if (name != "step") EXPECT_EQ(t.tag(), MemTag::optimizer_state) << name;
+    for (auto& [name, t] : opt.state_dict()) {
+      if (name != "step") {
+        EXPECT_EQ(t.tag(), MemTag::optimizer_state) << name;
+      }
+    }
   }
   EXPECT_EQ(optimizer_bytes(), before);
 }

@@ -40,7 +40,9 @@ std::vector<double> run(DynamicLossScaler& s, const std::vector<bool>& overflow_
     Tensor g = Tensor::from_vector({sc, -2 * sc, inject ? kInf : 3 * sc}, {3}, DType::f32);
     const bool overflow = s.unscale_and_check({g});
     EXPECT_EQ(overflow, inject);
-    if (!overflow) EXPECT_EQ(g.to_double_vector(), (std::vector<double>{1, -2, 3}));
+    if (!overflow) {
+      EXPECT_EQ(g.to_double_vector(), (std::vector<double>{1, -2, 3}));
+    }
     s.update(overflow);
     scales.push_back(s.scale());
   }
