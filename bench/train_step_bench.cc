@@ -21,6 +21,7 @@
 #include "models/byte_tokenizer.h"
 #include "models/llama.h"
 #include "nn/optimizer.h"
+#include "tools/cli/llama_from_config.h"
 #include "tools/config/train_config.h"
 
 namespace shardlab::bench {
@@ -40,19 +41,7 @@ std::string config_path() {
 // tokenizer's 259 ids when vocab_size is not given).
 models::LlamaConfig model_config(const config::TrainConfig& cfg) {
   SL_CHECK(cfg.model_config.has_value(), "bench_train_step: ", config_path(), " has no model_config");
-  const config::ModelConfigFields& f = *cfg.model_config;
-  models::LlamaConfig c;
-  c.vocab_size = f.vocab_size.value_or(models::ByteTokenizer::kVocabSize);
-  c.hidden_size = *f.hidden_size;
-  c.intermediate_size = *f.intermediate_size;
-  c.num_hidden_layers = *f.num_hidden_layers;
-  c.num_attention_heads = *f.num_attention_heads;
-  c.num_key_value_heads = f.num_key_value_heads.value_or(c.num_attention_heads);
-  c.max_position_embeddings = f.max_position_embeddings.value_or(c.max_position_embeddings);
-  c.rope_theta = f.rope_theta.value_or(c.rope_theta);
-  c.rms_norm_eps = f.rms_norm_eps.value_or(1e-5);
-  c.tie_word_embeddings = f.tie_word_embeddings.value_or(false);
-  return c;
+  return cli::llama_config_from(*cfg.model_config, models::ByteTokenizer::kVocabSize);
 }
 
 double median(std::vector<double> v) {
