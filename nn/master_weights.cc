@@ -44,6 +44,9 @@ bool MasterWeights::grads_to_masters(double inv_scale) {
     if (!mg.defined() || mg.shape() != g.shape()) mg = Tensor::empty(g.shape(), DType::f32, g.device());
     overflow |= unscale_into(mg, g, inv_scale);
     masters_[i].set_grad(mg);
+    // The 16-bit gradient has served its purpose: freeing it now keeps 4 B/param of gradients
+    // (the f32 copy) instead of 6 until the next step.
+    model_params_[i].set_grad(Tensor());
   }
   return overflow;
 }

@@ -26,7 +26,8 @@ class MasterWeights {
 
   // Sets each master's grad to its model parameter's grad times inv_scale, converted to f32 in
   // one pass (no 16-bit intermediate), and returns true when any of them is inf or NaN. A model
-  // parameter without a gradient leaves its master without one (the optimizer skips it).
+  // parameter without a gradient leaves its master without one (the optimizer skips it). The
+  // model parameters' 16-bit gradients are dropped once copied.
   bool grads_to_masters(double inv_scale = 1.0);
   // Writes every master into its model parameter, rounding to nearest even.
   void masters_to_model();
