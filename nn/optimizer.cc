@@ -5,28 +5,21 @@
 
 #include "autograd/grad_mode.h"
 #include "core/ops.h"
+#include "nn/optimizer_state.h"
 
 namespace shardlab::nn {
 
 namespace {
 DType state_dtype(const Tensor& p) { return p.dtype() == DType::f64 ? DType::f64 : DType::f32; }
-Tensor new_state(const Tensor& p) {
-  MemTagScope tag(MemTag::optimizer_state);
-  return Tensor::zeros(p.shape(), state_dtype(p), p.device());
+Tensor new_state(const Tensor& p) { return optimizer_state::zeros(p.shape(), state_dtype(p), p.device()); }
+// A fresh state tensor for `param` holding a copy of state[name].
+Tensor load_state(const NamedTensors& state, const std::string& name, const Tensor& param, const char* who) {
+  return optimizer_state::load(state, name, param.shape(), state_dtype(param), who);
 }
-const Tensor& lookup(const NamedTensors& state, const std::string& name) {
-  for (auto& [n, t] : state)
-    if (n == name) return t;
-  SL_FAIL("optimizer load_state_dict: missing '", name, "'");
-}
-// A fresh state tensor for `param` holding a copy of state[name] (shape-checked).
-Tensor load_state(const NamedTensors& state, const std::string& name, const Tensor& param) {
-  const Tensor& src = lookup(state, name);
-  SL_CHECK(src.shape() == param.shape(), "optimizer load_state_dict: '", name, "' has shape ", shape_str(src.shape()),
-           " but its parameter has shape ", shape_str(param.shape()));
-  Tensor dst = new_state(param);
-  ops::copy_(dst, src);
-  return dst;
+int64_t load_step(const NamedTensors& state, const char* who) {
+  const Tensor* step = optimizer_state::find(state, "step");
+  SL_CHECK(step != nullptr, who, " load_state_dict: missing 'step'");
+  return static_cast<int64_t>(step->item());
 }
 }  // namespace
 
@@ -76,14 +69,12 @@ NamedTensors AdamW::state_dict() const {
 
 void AdamW::load_state_dict(const NamedTensors& state) {
   NoGradGuard no_grad;
-  steps_ = static_cast<int64_t>(lookup(state, "step").item());
+  steps_ = load_step(state, "AdamW");
   for (size_t i = 0; i < params_.size(); ++i) {
     const std::string key = std::to_string(i) + ".exp_avg";
-    bool present = false;
-    for (auto& [n, t] : state) present |= n == key;
-    if (!present) continue;
-    exp_avg_[i] = load_state(state, std::to_string(i) + ".exp_avg", params_[i]);
-    exp_avg_sq_[i] = load_state(state, std::to_string(i) + ".exp_avg_sq", params_[i]);
+    if (optimizer_state::find(state, key) == nullptr) continue;
+    exp_avg_[i] = load_state(state, key, params_[i], "AdamW");
+    exp_avg_sq_[i] = load_state(state, std::to_string(i) + ".exp_avg_sq", params_[i], "AdamW");
   }
 }
 
@@ -119,14 +110,12 @@ NamedTensors SGD::state_dict() const {
 
 void SGD::load_state_dict(const NamedTensors& state) {
   NoGradGuard no_grad;
-  steps_ = static_cast<int64_t>(lookup(state, "step").item());
+  steps_ = load_step(state, "SGD");
   for (size_t i = 0; i < params_.size(); ++i) {
     const std::string key = std::to_string(i) + ".momentum_buffer";
-    for (auto& [n, t] : state)
-      if (n == key) {
-        momentum_buffer_[i] = load_state(state, key, params_[i]);
-        has_buffer_[i] = true;
-      }
+    if (optimizer_state::find(state, key) == nullptr) continue;
+    momentum_buffer_[i] = load_state(state, key, params_[i], "SGD");
+    has_buffer_[i] = true;
   }
 }
 

@@ -1,34 +1,17 @@
 // AdamW8bit: lazily allocated 8-bit state, the fused 8-bit step, and checkpoints of codes + absmax.
 #include "nn/optimizer_8bit.h"
 
-#include <cstring>
-
 #include "autograd/grad_mode.h"
 #include "core/ops.h"
+#include "nn/optimizer_state.h"
 
 namespace shardlab::nn {
 
 namespace {
-Tensor new_state(const Shape& shape, DType dtype) {
-  MemTagScope tag(MemTag::optimizer_state);
-  return Tensor::zeros(shape, dtype);
-}
-const Tensor* find(const NamedTensors& state, const std::string& name) {
-  for (auto& [n, t] : state)
-    if (n == name) return &t;
-  return nullptr;
-}
-// A fresh optimizer_state tensor holding a copy of state[name], whose shape and dtype must match.
+Tensor new_state(const Shape& shape, DType dtype) { return optimizer_state::zeros(shape, dtype); }
+const Tensor* find(const NamedTensors& state, const std::string& name) { return optimizer_state::find(state, name); }
 Tensor load(const NamedTensors& state, const std::string& name, const Shape& shape, DType dtype) {
-  const Tensor* src = find(state, name);
-  SL_CHECK(src != nullptr, "AdamW8bit load_state_dict: missing '", name, "'");
-  SL_CHECK(src->shape() == shape && src->dtype() == dtype, "AdamW8bit load_state_dict: '", name, "' is ",
-           dtype_name(src->dtype()), " ", shape_str(src->shape()), " but ", dtype_name(dtype), " ", shape_str(shape),
-           " is expected");
-  Tensor dst = new_state(shape, dtype);
-  Tensor c = ops::contiguous(*src);
-  std::memcpy(dst.raw_data(), c.raw_data(), static_cast<size_t>(dst.nbytes()));
-  return dst;
+  return optimizer_state::load(state, name, shape, dtype, "AdamW8bit");
 }
 }  // namespace
 
