@@ -18,10 +18,10 @@ LlamaAttention::LlamaAttention(const LlamaConfig& c, uint64_t seed) : Module("Ll
   const int64_t d = c.resolved_head_dim();
   const DType dt = c.torch_dtype;
   const double std = c.initializer_range;
-  q_proj_ = register_module("q_proj", std::make_shared<nn::Linear>(c.hidden_size, c.num_attention_heads * d, false, seed + 0, dt, std));
-  k_proj_ = register_module("k_proj", std::make_shared<nn::Linear>(c.hidden_size, c.num_key_value_heads * d, false, seed + 1, dt, std));
-  v_proj_ = register_module("v_proj", std::make_shared<nn::Linear>(c.hidden_size, c.num_key_value_heads * d, false, seed + 2, dt, std));
-  o_proj_ = register_module("o_proj", std::make_shared<nn::Linear>(c.num_attention_heads * d, c.hidden_size, false, seed + 3, dt, std));
+  register_module("q_proj", std::make_shared<nn::Linear>(c.hidden_size, c.num_attention_heads * d, false, seed + 0, dt, std));
+  register_module("k_proj", std::make_shared<nn::Linear>(c.hidden_size, c.num_key_value_heads * d, false, seed + 1, dt, std));
+  register_module("v_proj", std::make_shared<nn::Linear>(c.hidden_size, c.num_key_value_heads * d, false, seed + 2, dt, std));
+  register_module("o_proj", std::make_shared<nn::Linear>(c.num_attention_heads * d, c.hidden_size, false, seed + 3, dt, std));
 }
 
 Tensor LlamaAttention::forward(const Tensor& x, const Tensor& positions, const Tensor& segment_ids,
@@ -30,9 +30,9 @@ Tensor LlamaAttention::forward(const Tensor& x, const Tensor& positions, const T
   const int64_t hq = config_.num_attention_heads, hkv = config_.num_key_value_heads;
   // (B, T, H*D) -> (B, H, T, D)
   auto heads = [&](const Tensor& t, int64_t h) { return transpose(view(t, {B, T, h, d}), 1, 2); };
-  Tensor q = rope(heads((*q_proj_)(x), hq), positions, config_.rope());
-  Tensor k = rope(heads((*k_proj_)(x), hkv), positions, config_.rope());
-  Tensor v = heads((*v_proj_)(x), hkv);
+  Tensor q = rope(heads(unary_child("q_proj")(x), hq), positions, config_.rope());
+  Tensor k = rope(heads(unary_child("k_proj")(x), hkv), positions, config_.rope());
+  Tensor v = heads(unary_child("v_proj")(x), hkv);
   if (cache != nullptr) {
     if (cache->k.defined()) {
       k = cat({cache->k, k}, 2);
@@ -46,18 +46,18 @@ Tensor LlamaAttention::forward(const Tensor& x, const Tensor& positions, const T
   options.segment_ids = segment_ids;
   Tensor a = attention(q, k, v, options);                    // (B, Hq, T, D)
   Tensor merged = reshape(transpose(a, 1, 2), {B, T, hq * d});  // (B, T, Hq*D)
-  return (*o_proj_)(merged);
+  return unary_child("o_proj")(merged);
 }
 
 LlamaMLP::LlamaMLP(const LlamaConfig& c, uint64_t seed) : UnaryModule("LlamaMLP") {
   const DType dt = c.torch_dtype;
   const double std = c.initializer_range;
-  gate_proj_ = register_module("gate_proj", std::make_shared<nn::Linear>(c.hidden_size, c.intermediate_size, false, seed + 4, dt, std));
-  up_proj_ = register_module("up_proj", std::make_shared<nn::Linear>(c.hidden_size, c.intermediate_size, false, seed + 5, dt, std));
-  down_proj_ = register_module("down_proj", std::make_shared<nn::Linear>(c.intermediate_size, c.hidden_size, false, seed + 6, dt, std));
+  register_module("gate_proj", std::make_shared<nn::Linear>(c.hidden_size, c.intermediate_size, false, seed + 4, dt, std));
+  register_module("up_proj", std::make_shared<nn::Linear>(c.hidden_size, c.intermediate_size, false, seed + 5, dt, std));
+  register_module("down_proj", std::make_shared<nn::Linear>(c.intermediate_size, c.hidden_size, false, seed + 6, dt, std));
 }
 
-Tensor LlamaMLP::forward(const Tensor& x) { return (*down_proj_)(swiglu((*gate_proj_)(x), (*up_proj_)(x))); }
+Tensor LlamaMLP::forward(const Tensor& x) { return unary_child("down_proj")(swiglu(unary_child("gate_proj")(x), unary_child("up_proj")(x))); }
 
 LlamaDecoderLayer::LlamaDecoderLayer(const LlamaConfig& c, uint64_t seed) : Module("LlamaDecoderLayer") {
   self_attn_ = register_module("self_attn", std::make_shared<LlamaAttention>(c, seed));
@@ -117,14 +117,16 @@ Tensor LlamaModel::forward(const LlamaInputs& in) {
 LlamaForCausalLM::LlamaForCausalLM(const LlamaConfig& c, uint64_t seed) : Module("LlamaForCausalLM"), config_(c) {
   c.validate();
   model_ = register_module("model", std::make_shared<LlamaModel>(c, seed));
-  if (!c.tie_word_embeddings)
-    lm_head_ = register_module("lm_head", std::make_shared<nn::Linear>(c.hidden_size, c.vocab_size, false,
-                                                                       seed + 999983ULL, c.torch_dtype, c.initializer_range));
+  if (!c.tie_word_embeddings) {
+    register_module("lm_head", std::make_shared<nn::Linear>(c.hidden_size, c.vocab_size, false, seed + 999983ULL,
+                                                           c.torch_dtype, c.initializer_range));
+    has_lm_head_ = true;
+  }
 }
 
 Tensor LlamaForCausalLM::logits(const LlamaInputs& inputs) {
   Tensor h = model_->forward(inputs);
-  if (lm_head_) return (*lm_head_)(h);
+  if (has_lm_head_) return unary_child("lm_head")(h);
   const Tensor& table = model_->embed_tokens().named_parameters()[0].second;  // (V, C)
   return matmul(h, transpose(table, 0, 1));
 }

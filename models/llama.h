@@ -40,16 +40,14 @@ class LlamaAttention : public nn::Module {
 
  private:
   const LlamaConfig config_;
-  std::shared_ptr<nn::Linear> q_proj_, k_proj_, v_proj_, o_proj_;
+  // q_proj, k_proj, v_proj, o_proj are children looked up at call time (LoRA/QLoRA replace them).
 };
 
 class LlamaMLP : public nn::UnaryModule {
  public:
   LlamaMLP(const LlamaConfig& config, uint64_t seed);
   Tensor forward(const Tensor& x) override;  // down(silu(gate(x)) * up(x))
-
- private:
-  std::shared_ptr<nn::Linear> gate_proj_, up_proj_, down_proj_;
+  // gate_proj, up_proj, down_proj are children looked up at call time (LoRA/QLoRA replace them).
 };
 
 class LlamaDecoderLayer : public nn::Module {
@@ -99,7 +97,7 @@ class LlamaForCausalLM : public nn::Module {
  private:
   LlamaConfig config_;
   std::shared_ptr<LlamaModel> model_;
-  std::shared_ptr<nn::Linear> lm_head_;  // null when tied to embed_tokens
+  bool has_lm_head_ = false;  // false when tied to embed_tokens
 };
 
 }  // namespace shardlab::models

@@ -62,6 +62,44 @@ Module* Module::child(const std::string& name) const {
   return nullptr;
 }
 
+std::shared_ptr<Module> Module::child_ptr(const std::string& dotted_name) const {
+  const auto dot = dotted_name.find('.');
+  const std::string head = dotted_name.substr(0, dot);
+  for (auto& [n, m] : children_) {
+    if (n != head) continue;
+    return dot == std::string::npos ? m : m->child_ptr(dotted_name.substr(dot + 1));
+  }
+  return nullptr;
+}
+
+void Module::replace_child(const std::string& dotted_name, std::shared_ptr<Module> module) {
+  SL_CHECK(module != nullptr, type_name_, ": replace_child('", dotted_name, "') with a null module");
+  const auto dot = dotted_name.rfind('.');
+  Module* parent = this;
+  if (dot != std::string::npos) {
+    std::shared_ptr<Module> p = child_ptr(dotted_name.substr(0, dot));
+    parent = p.get();
+  }
+  const std::string leaf = dot == std::string::npos ? dotted_name : dotted_name.substr(dot + 1);
+  if (parent != nullptr) {
+    for (auto& [n, m] : parent->children_) {
+      if (n == leaf) {
+        m = std::move(module);
+        return;
+      }
+    }
+  }
+  SL_FAIL(type_name_, ": replace_child: no child module named '", dotted_name, "'");
+}
+
+UnaryModule& Module::unary_child(const std::string& name) const {
+  Module* m = child(name);
+  SL_CHECK(m != nullptr, type_name_, ": no child module named '", name, "'");
+  auto* unary = dynamic_cast<UnaryModule*>(m);
+  SL_CHECK(unary != nullptr, type_name_, ": child '", name, "' (", m->type_name(), ") is not a one-input module");
+  return *unary;
+}
+
 void Module::collect(const std::string& prefix, bool params, bool buffers, NamedTensors& out) const {
   if (params)
     for (auto& [n, t] : params_) out.emplace_back(join(prefix, n), t);

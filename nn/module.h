@@ -17,6 +17,8 @@ namespace shardlab::nn {
 // Name -> tensor, ordered by registration (a vector of pairs keeps that order; lookups are rare).
 using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
 
+class UnaryModule;
+
 class Module {
  public:
   explicit Module(std::string type_name) : type_name_(std::move(type_name)) {}
@@ -53,6 +55,15 @@ class Module {
   void load_state_dict(const NamedTensors& state, bool strict = true);
 
   Module* child(const std::string& name) const;
+  // The direct child `name` as a one-in-one-out module, looked up at call time so that forward
+  // code follows replace_child (a child that is not a UnaryModule is an error naming it).
+  UnaryModule& unary_child(const std::string& name) const;
+  // Swaps the child at a dotted path ("layers.0.self_attn.q_proj") for another module: how LoRA
+  // wraps a linear and QLoRA swaps in a 4-bit one. Names of the new module's tensors follow from
+  // the path. An unknown path is an error naming it.
+  void replace_child(const std::string& dotted_name, std::shared_ptr<Module> module);
+  // The shared pointer behind a dotted path (null when there is none).
+  std::shared_ptr<Module> child_ptr(const std::string& dotted_name) const;
 
  protected:
   // Registers a parameter: tagged `parameter` in the memory ledger, requires_grad as given.

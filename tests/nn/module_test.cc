@@ -58,6 +58,29 @@ TEST(Module, NamedParametersAreDottedInRegistrationOrderAndTagged) {
   EXPECT_EQ(modules[2].first, "block.proj");
 }
 
+TEST(Module, ReplaceChildSwapsTheModuleAtADottedPath) {
+  Model m;
+  auto replacement = std::make_shared<Linear>(4, 3, false, 99);
+  m.replace_child("block.proj", replacement);
+  EXPECT_EQ(m.child_ptr("block.proj"), replacement);
+  EXPECT_EQ(names(m.named_parameters()),
+            (std::vector<std::string>{"block.proj.weight", "block.norm.weight", "head.weight"}));
+  // Forward code that looks the child up at call time sees the new module.
+  EXPECT_EQ(&m.child("block")->unary_child("proj"), replacement.get());
+  try {
+    m.replace_child("block.nope", replacement);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("block.nope"));
+  }
+  try {
+    m.unary_child("block");  // Block is not a one-input module
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("not a one-input module"));
+  }
+}
+
 TEST(Module, TrainAndEvalReachEveryChild) {
   Model m;
   m.eval();
