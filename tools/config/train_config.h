@@ -8,6 +8,8 @@
 #include <string_view>
 #include <vector>
 
+#include "tools/config/distributed_settings.h"
+
 namespace shardlab::config {
 
 // adamw_torch (Axolotl's and Hugging Face's name) parses to the same decoupled-weight-decay AdamW;
@@ -145,6 +147,8 @@ struct TrainConfig {
   // DeepSpeed's communication_data_type ("fp32", "fp16", "bf16"): the gradient reduce dtype;
   // empty: the parameter dtype.
   std::string communication_data_type;
+  // Data parallelism across ranks (see distributed_settings.h).
+  DistributedSettings distributed;
 
   bool operator==(const TrainConfig&) const = default;
 };
