@@ -1,6 +1,7 @@
 // `deepspeed: ds.json` merged into the YAML config: Axolotl's stage-0 file loads ("auto" keeps the
 // YAML's values), the fp16 block's loss-scaler knobs arrive, numbers must agree with the YAML, and
-// unknown keys, ZeRO stages not built yet and non-files are errors naming the file and key.
+// unknown keys, unsupported blocks and non-files are errors naming the file and key. (ZeRO's
+// zero_optimization block and the startup checks: deepspeed_zero_test.cc.)
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -63,24 +64,28 @@ TEST(DeepSpeedConfig, NumbersFillDefaultsButMustAgreeWithExplicitYaml) {
               HasSubstr("communication_data_type"));
   EXPECT_THAT(error_of(kBase + "fp16: false\ndeepspeed: " + ds + "\n"), HasSubstr("contradicts the YAML's fp16"));
   EXPECT_THAT(error_of(kBase + "max_grad_norm: 1.0\ndeepspeed: " + ds + "\n"), HasSubstr("gradient_clipping"));
-  const std::string bad_batch = write_json(R"({"train_batch_size": 16})");
-  EXPECT_THAT(error_of(kBase + "deepspeed: " + bad_batch + "\n"),
-              HasSubstr("micro_batch_size x gradient_accumulation_steps is 8"));
+  // train_batch_size needs the world size: kept at parse time, checked at startup.
+  const std::string batch = write_json(R"({"train_batch_size": 16})");
+  EXPECT_EQ(parse_train_config(kBase + "deepspeed: " + batch + "\n", "t.yaml").distributed.train_batch_size, 16);
+  EXPECT_THAT(error_of(kBase + "deepspeed: " + write_json(R"({"train_batch_size": 0})") + "\n"),
+              HasSubstr("train_batch_size\" must be a positive integer"));
   const std::string bad_accum = write_json(R"({"gradient_accumulation_steps": 3})");
   std::string e = error_of(kBase + "deepspeed: " + bad_accum + "\n");
   EXPECT_THAT(e, HasSubstr(bad_accum));
   EXPECT_THAT(e, HasSubstr("gradient_accumulation_steps is 4"));
 }
 
-TEST(DeepSpeedConfig, UnknownKeysLaterStagesAndNonFilesAreNamed) {
-  EXPECT_THAT(error_of(kBase + "deepspeed: " + kData + "zero1.json\n"),
-              HasSubstr("ZeRO stages 1-3 are not supported yet"));
+TEST(DeepSpeedConfig, UnknownKeysUnsupportedBlocksAndNonFilesAreNamed) {
   const std::string typo = write_json(R"({"fp16": {"enabeld": true}})");
   std::string e = error_of(kBase + "deepspeed: " + typo + "\n");
   EXPECT_THAT(e, HasSubstr("fp16.enabeld"));
   EXPECT_THAT(e, HasSubstr("t.yaml"));
   EXPECT_THAT(error_of(kBase + "deepspeed: " + write_json(R"({"optimizer": {}})") + "\n"),
               HasSubstr("is not supported yet"));
+  EXPECT_THAT(error_of(kBase + "deepspeed: " + write_json(R"({"compile": {"disable": false}})") + "\n"),
+              HasSubstr("\"compile\" is not supported yet"));
+  EXPECT_THAT(error_of(kBase + "deepspeed: " + write_json(R"({"steps_per_print": "often"})") + "\n"),
+              HasSubstr("steps_per_print"));
   EXPECT_THAT(error_of(kBase + "deepspeed: /dev/zero\n"), HasSubstr("not a readable file"));
   EXPECT_THAT(error_of(kBase + "deepspeed: " + write_json("{\"fp16\": ") + "\n"), HasSubstr(".json:1:"));
   EXPECT_THAT(error_of(kBase + "deepspeed: " + write_json(R"({"fp16": {"enabled": true}, "bf16": {"enabled": true}})") + "\n"),

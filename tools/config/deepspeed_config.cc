@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <optional>
 
 #include "core/atomic_file.h"
 #include "core/error.h"
@@ -46,6 +47,111 @@ void merge_int(const Ref& root, const char* key, int64_t& yaml_value, bool yaml_
   yaml_value = ds;
 }
 
+// A positive element count, or "auto" (nullopt: resolved from the model at startup).
+std::optional<int64_t> count_or_auto(const Ref& v) {
+  if (is_auto(v)) return std::nullopt;
+  const int64_t n = v.as_int();
+  if (n < 0) v.fail("must be a non-negative element count or \"auto\"");
+  return n;
+}
+
+// A key with DeepSpeed's aliases (e.g. stage3_max_live_parameters / max_live_parameters): at most one.
+std::optional<Ref> one_of(const Ref& obj, std::initializer_list<std::string_view> names) {
+  std::optional<Ref> found;
+  for (auto name : names)
+    if (auto v = obj.get(name)) {
+      if (found) v->fail("repeats \"" + found->path() + "\" under another of DeepSpeed's names for it");
+      found = v;
+    }
+  return found;
+}
+
+// A key whose only meaningful value is shardlab's behaviour, e.g. load_from_fp32_weights: true.
+void require_bool(const Ref& obj, const char* key, bool wanted, const char* because) {
+  if (auto v = obj.get(key); v && v->as_bool() != wanted) v->fail(std::string("must be ") + (wanted ? "true" : "false") + ": " + because);
+}
+
+OffloadSettings parse_offload(const Ref& block) {
+  only_keys(block, {"device", "pin_memory"},
+            {"nvme_path", "buffer_count", "buffer_size", "max_in_cpu", "fast_init", "ratio", "pipeline_read",
+             "pipeline_write", "pipeline"});
+  OffloadSettings o;
+  if (auto d = block.get("device"); d && !d->is_null()) {
+    const std::string& name = d->as_string();
+    if (name == "none") o.device = OffloadDevice::none;
+    else if (name == "cpu") o.device = OffloadDevice::cpu;
+    else if (name == "nvme") o.device = OffloadDevice::nvme;
+    else d->fail("must be \"none\", \"cpu\" or \"nvme\", got \"" + name + "\"");
+  }
+  o.pin_memory = block.get_bool("pin_memory", o.pin_memory);
+  return o;
+}
+
+// zero_optimization, with DeepSpeed's names and defaults (deepspeed/runtime/zero/config.py).
+// Stage 3's keys and offload parse so Axolotl's files load; a stage-3 key under stage 0-2 has no
+// meaning and is an error, as are ZeRO++/MiCS and deprecated keys.
+void parse_zero_optimization(const Ref& zero, DistributedSettings& d) {
+  zero.as_object();
+  only_keys(zero,
+            {"stage", "overlap_comm", "contiguous_gradients", "reduce_scatter", "reduce_bucket_size",
+             "allgather_partitions", "allgather_bucket_size", "round_robin_gradients", "load_from_fp32_weights",
+             "ignore_unused_parameters", "elastic_checkpoint", "offload_optimizer", "offload_param", "sub_group_size",
+             "stage3_prefetch_bucket_size", "prefetch_bucket_size", "stage3_param_persistence_threshold",
+             "param_persistence_threshold", "stage3_max_live_parameters", "max_live_parameters",
+             "stage3_max_reuse_distance", "max_reuse_distance", "stage3_gather_16bit_weights_on_model_save",
+             "gather_16bit_weights_on_model_save", "stage3_gather_fp16_weights_on_model_save"},
+            {"cpu_offload", "cpu_offload_params", "cpu_offload_use_pin_memory", "zero_hpz_partition_size",
+             "zero_quantized_weights", "zero_quantized_nontrainable_weights", "zero_quantized_gradients",
+             "mics_shard_size", "mics_hierarchical_params_gather", "memory_efficient_linear",
+             "use_multi_rank_bucket_allreduce", "stage3_model_persistence_threshold", "model_persistence_threshold",
+             "legacy_stage1", "pipeline_loading_checkpoint", "override_module_apply", "log_trace_cache_warnings",
+             "zeropp_loco_param", "use_all_reduce_for_fetch_params"});
+  d.zero_stage = zero.get_int("stage", 0);
+  if (d.zero_stage < 0 || d.zero_stage > 3) zero["stage"].fail("must be 0, 1, 2 or 3, got " + std::to_string(d.zero_stage));
+  d.overlap_comm = zero.get_bool("overlap_comm", d.zero_stage == 3);  // DeepSpeed: on by default for stage 3 only
+  d.contiguous_gradients = zero.get_bool("contiguous_gradients", d.contiguous_gradients);
+  d.reduce_scatter = zero.get_bool("reduce_scatter", d.reduce_scatter);
+  if (auto v = zero.get("reduce_bucket_size")) d.reduce_bucket_size = count_or_auto(*v);
+  d.allgather_partitions = zero.get_bool("allgather_partitions", d.allgather_partitions);
+  if (auto v = zero.get("allgather_bucket_size")) {
+    d.allgather_bucket_size = v->as_int();
+    if (d.allgather_bucket_size < 1) v->fail("must be a positive element count");
+  }
+  if (d.reduce_bucket_size == 0) zero["reduce_bucket_size"].fail("must be a positive element count or \"auto\"");
+  d.round_robin_gradients = zero.get_bool("round_robin_gradients", d.round_robin_gradients);
+  require_bool(zero, "load_from_fp32_weights", true, "shardlab resumes from the fp32 masters of a checkpoint");
+  require_bool(zero, "ignore_unused_parameters", true, "a parameter without a gradient is reduced as zeros");
+  require_bool(zero, "elastic_checkpoint", false, "checkpoints resume with the world size that saved them");
+
+  // Stage 3 and offload.
+  const bool stage3 = d.zero_stage == 3;
+  const auto stage3_only = [&](std::initializer_list<std::string_view> names) -> std::optional<Ref> {
+    auto v = one_of(zero, names);
+    if (v && !stage3) v->fail("only applies to ZeRO stage 3, but stage is " + std::to_string(d.zero_stage));
+    return v;
+  };
+  if (auto v = stage3_only({"sub_group_size"})) d.sub_group_size = v->as_int();
+  if (auto v = stage3_only({"stage3_prefetch_bucket_size", "prefetch_bucket_size"})) d.stage3_prefetch_bucket_size = count_or_auto(*v);
+  if (auto v = stage3_only({"stage3_param_persistence_threshold", "param_persistence_threshold"}))
+    d.stage3_param_persistence_threshold = count_or_auto(*v);
+  if (auto v = stage3_only({"stage3_max_live_parameters", "max_live_parameters"})) d.stage3_max_live_parameters = v->as_int();
+  if (auto v = stage3_only({"stage3_max_reuse_distance", "max_reuse_distance"})) d.stage3_max_reuse_distance = v->as_int();
+  if (auto v = stage3_only({"stage3_gather_16bit_weights_on_model_save", "gather_16bit_weights_on_model_save",
+                            "stage3_gather_fp16_weights_on_model_save"}))
+    d.stage3_gather_16bit_weights_on_model_save = v->as_bool();
+  for (const char* key : {"sub_group_size", "stage3_max_live_parameters", "max_live_parameters",
+                          "stage3_max_reuse_distance", "max_reuse_distance"})
+    if (auto v = zero.get(key); v && v->as_int() < 0) v->fail("must be >= 0");
+  if (auto v = zero.get("offload_param")) {
+    if (!stage3) v->fail("needs ZeRO stage 3 (parameters are only sharded there), but stage is " + std::to_string(d.zero_stage));
+    if (!v->is_null()) d.offload_param = parse_offload(*v);
+  }
+  if (auto v = zero.get("offload_optimizer")) {
+    if (d.zero_stage == 0) v->fail("needs ZeRO stage 1, 2 or 3 (optimizer state is only sharded there), but stage is 0");
+    if (!v->is_null()) d.offload_optimizer = parse_offload(*v);
+  }
+}
+
 }  // namespace
 
 void merge_deepspeed_config(const std::string& path, const ExplicitKeys& explicit_keys, TrainConfig& c) {
@@ -58,9 +164,17 @@ void merge_deepspeed_config(const std::string& path, const ExplicitKeys& explici
   root.as_object();
   only_keys(root, {"fp16", "bf16", "gradient_accumulation_steps", "gradient_clipping", "train_batch_size",
                    "train_micro_batch_size_per_gpu", "zero_optimization", "steps_per_print", "wall_clock_breakdown",
-                   "communication_data_type"},
-            {"optimizer", "scheduler", "activation_checkpointing", "zero_allow_untested_optimizer", "amp",
-             "flops_profiler", "comms_logger"});
+                   "communication_data_type", "zero_allow_untested_optimizer", "zero_force_ds_cpu_optimizer"},
+            {"optimizer", "scheduler", "activation_checkpointing", "amp", "flops_profiler", "comms_logger", "compile",
+             "gradient_predivide_factor", "prescale_gradients", "sparse_gradients", "data_types", "elasticity",
+             "pipeline", "autotuning", "tensorboard", "wandb", "csv_monitor"});
+  // Permissions, not behaviour: "may ZeRO shard an optimizer DeepSpeed did not write" (shardlab's
+  // engine shards its own optimizers) and "must offload use DeepSpeed's CPU Adam" (offload is not
+  // trained yet). Either value is accepted; the type is checked.
+  root.get_bool("zero_allow_untested_optimizer", false);
+  root.get_bool("zero_force_ds_cpu_optimizer", false);
+  root.get_int("steps_per_print", 10);
+  root.get_bool("wall_clock_breakdown", false);
 
   if (auto fp16 = root.get("fp16")) {
     only_keys(*fp16, {"enabled", "auto_cast", "loss_scale", "initial_scale_power", "loss_scale_window", "hysteresis",
@@ -99,21 +213,55 @@ void merge_deepspeed_config(const std::string& path, const ExplicitKeys& explici
     c.max_grad_norm = v;
   }
   if (auto tb = root.get("train_batch_size"); tb && !is_auto(*tb)) {
-    // One process for now: the global batch is micro batch x accumulation (ranks arrive later).
-    const int64_t global = c.micro_batch_size * c.gradient_accumulation_steps;
-    if (tb->as_int() != global)
-      tb->fail("is " + std::to_string(tb->as_int()) + " but micro_batch_size x gradient_accumulation_steps is " +
-               std::to_string(global));
+    // Checked against micro x accumulation x world size at startup, when the world size is known.
+    if (tb->as_int() < 1) tb->fail("must be a positive integer or \"auto\"");
+    c.distributed.train_batch_size = tb->as_int();
   }
   if (auto comm = root.get("communication_data_type"); comm && !comm->is_null()) {
     const std::string& t = comm->as_string();
     if (t != "fp32" && t != "fp16" && t != "bf16") comm->fail("must be \"fp32\", \"fp16\" or \"bf16\"");
     c.communication_data_type = t;
   }
-  if (auto zero = root.get("zero_optimization")) {
-    const int64_t stage = zero->get_int("stage", 0);
-    if (stage != 0) (*zero)["stage"].fail("is " + std::to_string(stage) + ": ZeRO stages 1-3 are not supported yet");
+  if (auto zero = root.get("zero_optimization")) parse_zero_optimization(*zero, c.distributed);
+}
+
+std::string_view to_string(OffloadDevice v) {
+  switch (v) {
+    case OffloadDevice::none: return "none";
+    case OffloadDevice::cpu: return "cpu";
+    case OffloadDevice::nvme: return "nvme";
   }
+  return "?";
+}
+
+DistributedSettings check_distributed_runtime(const TrainConfig& c, const RuntimeShape& shape) {
+  SL_CHECK(shape.world_size >= 1, "check_distributed_runtime: world size ", shape.world_size);
+  const std::string file = "deepspeed config '" + c.deepspeed + "': ";
+  DistributedSettings d = c.distributed;
+  if (d.train_batch_size) {
+    const int64_t global = c.micro_batch_size * c.gradient_accumulation_steps * shape.world_size;
+    SL_CHECK(*d.train_batch_size == global, file, "train_batch_size is ", *d.train_batch_size,
+             " but train_micro_batch_size_per_gpu (micro_batch_size) ", c.micro_batch_size,
+             " x gradient_accumulation_steps ", c.gradient_accumulation_steps, " x world size ", shape.world_size,
+             " = ", global, "; make them agree or set train_batch_size to \"auto\"");
+  }
+  SL_CHECK(d.zero_stage != 3, file, "zero_optimization.stage 3: ZeRO-3 arrives with Distributed II; train with stage 0, 1 or 2");
+  SL_CHECK(d.offload_optimizer.device == OffloadDevice::none, file, "zero_optimization.offload_optimizer.device ",
+           to_string(d.offload_optimizer.device),
+           ": optimizer offload arrives with Distributed II; remove offload_optimizer or set its device to \"none\"");
+  SL_CHECK(d.offload_param.device == OffloadDevice::none, file, "zero_optimization.offload_param.device ",
+           to_string(d.offload_param.device), ": parameter offload arrives with Distributed II");
+  SL_CHECK(!d.round_robin_gradients, file,
+           "zero_optimization.round_robin_gradients orders gradient partitions for CPU offload, which arrives with "
+           "Distributed II; set it to false");
+  const bool needs_hidden =
+      !d.reduce_bucket_size || !d.stage3_prefetch_bucket_size || !d.stage3_param_persistence_threshold;
+  SL_CHECK(!needs_hidden || shape.hidden_size > 0, file, "\"auto\" bucket sizes need the model's hidden_size");
+  const int64_t h = shape.hidden_size;
+  if (!d.reduce_bucket_size) d.reduce_bucket_size = h * h;
+  if (!d.stage3_prefetch_bucket_size) d.stage3_prefetch_bucket_size = static_cast<int64_t>(0.9 * static_cast<double>(h * h));
+  if (!d.stage3_param_persistence_threshold) d.stage3_param_persistence_threshold = 10 * h;
+  return d;
 }
 
 }  // namespace shardlab::config
