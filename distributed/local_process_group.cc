@@ -76,7 +76,9 @@ WorkHandle LocalProcessGroup::barrier() {
 
 std::shared_ptr<ProcessGroup> LocalProcessGroup::new_group(const std::vector<int>& ranks, const std::string& name) {
   SL_CHECK(ranks == std::vector<int>{0}, "new_group '", name, "': a group of size 1 has only rank 0");
-  return std::make_shared<LocalProcessGroup>();
+  auto sub = std::make_shared<LocalProcessGroup>(ledger_);  // sub-groups share the ledger, as MPI ones do
+  sub->set_timeout(timeout());
+  return sub;
 }
 
 }  // namespace shardlab::dist
