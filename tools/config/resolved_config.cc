@@ -55,6 +55,25 @@ std::string_view to_string(DatasetType v) {
   return "?";
 }
 
+std::string_view to_string(AdapterKind v) {
+  switch (v) {
+    case AdapterKind::none: return "none";
+    case AdapterKind::lora: return "lora";
+    case AdapterKind::qlora: return "qlora";
+  }
+  return "?";
+}
+
+std::string_view to_string(ComputeDType v) {
+  switch (v) {
+    case ComputeDType::automatic: return "auto";
+    case ComputeDType::float32: return "float32";
+    case ComputeDType::bfloat16: return "bfloat16";
+    case ComputeDType::float16: return "float16";
+  }
+  return "?";
+}
+
 TrainConfig resolve_auto(const TrainConfig& cfg, const RuntimeCaps& caps) {
   TrainConfig r = cfg;
   if (r.device == DeviceKind::automatic) r.device = caps.cuda_available ? DeviceKind::cuda : DeviceKind::cpu;
@@ -139,6 +158,28 @@ void emit_dataset(YAML::Emitter& e, const DatasetConfig& d) {
   e << YAML::EndMap;
 }
 
+// Only with an adapter: the lora keys are errors without one.
+void emit_adapter(YAML::Emitter& e, const AdapterConfig& a) {
+  if (a.kind == AdapterKind::none) return;
+  key_value(e, "adapter", to_string(a.kind));
+  key_value(e, "lora_r", a.lora_r);
+  key_value(e, "lora_alpha", a.lora_alpha);
+  key_value(e, "lora_dropout", a.lora_dropout);
+  if (!a.lora_target_modules.empty()) {
+    e << YAML::Key << "lora_target_modules" << YAML::Value << YAML::Flow << YAML::BeginSeq;
+    for (const std::string& m : a.lora_target_modules) e << m;
+    e << YAML::EndSeq;
+  }
+  key_value(e, "lora_target_linear", a.lora_target_linear);
+  if (!a.lora_model_dir.empty()) key_value(e, "lora_model_dir", a.lora_model_dir);
+  if (a.load_in_4bit) {
+    key_value(e, "load_in_4bit", true);
+    key_value(e, "bnb_4bit_quant_type", std::string("nf4"));
+    key_value(e, "bnb_4bit_use_double_quant", true);
+    key_value(e, "bnb_4bit_compute_dtype", to_string(a.bnb_4bit_compute_dtype));
+  }
+}
+
 }  // namespace
 
 std::string resolved_config_yaml(const TrainConfig& c, const std::string& source_path) {
@@ -188,6 +229,7 @@ std::string resolved_config_yaml(const TrainConfig& c, const std::string& source
   key_value(e, "gradient_checkpointing", c.gradient_checkpointing);
   key_value(e, "flash_attention", c.flash_attention);
   key_value(e, "device", to_string(c.device));
+  emit_adapter(e, c.adapter);
   if (!c.deepspeed.empty()) key_value(e, "deepspeed", c.deepspeed);
   if (c.generate_after_training) {
     e << YAML::Key << "generate_after_training" << YAML::Value << YAML::BeginMap;

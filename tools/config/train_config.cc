@@ -15,6 +15,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "tools/config/adapter_config.h"
 #include "tools/config/config_reader.h"
 
 namespace shardlab::config {
@@ -279,6 +280,7 @@ TrainConfig parse_train_config(const std::string& yaml_text, const std::string& 
   if (const Field* f = top.find("device"))
     c.device = rd.choice<DeviceKind>(*f, {{"cpu", DeviceKind::cpu}, {"cuda", DeviceKind::cuda}, {"auto", DeviceKind::automatic}});
   if (const Field* f = top.find("generate_after_training")) c.generate_after_training = parse_generate(rd, *f);
+  c.adapter = detail::parse_adapter(rd, top);
 
   // Checks across keys. Each names the keys involved and points at the one written last.
   const Field* base = top.find("base_model");

@@ -23,12 +23,19 @@ enum class DeviceKind { cpu, cuda, automatic };
 // alpaca: instruction/input/output records in the Alpaca template; completion: raw text in `field`;
 // custom: the user's own `format` (Axolotl writes it as a map under `type:`, which is accepted too).
 enum class DatasetType { alpaca, completion, custom };
+// `adapter:` lora trains low-rank adapters on a frozen base; qlora does so on a base quantized to
+// 4-bit NF4 (load_in_4bit: true).
+enum class AdapterKind { none, lora, qlora };
+// bnb_4bit_compute_dtype: what the 4-bit base computes in; auto follows bf16/fp16 (else float32).
+enum class ComputeDType { automatic, float32, bfloat16, float16 };
 
 std::string_view to_string(OptimizerKind v);
 std::string_view to_string(LrSchedulerKind v);
 std::string_view to_string(Toggle v);
 std::string_view to_string(DeviceKind v);
 std::string_view to_string(DatasetType v);
+std::string_view to_string(AdapterKind v);
+std::string_view to_string(ComputeDType v);
 
 // Architecture for training from scratch (`model_config:` instead of `base_model:`). Fields keep
 // Hugging Face config.json's names; an unset field takes LlamaConfig's default (models/), except
@@ -81,6 +88,25 @@ struct LossScalerSettings {
   double min_loss_scale = 1.0;
 
   bool operator==(const LossScalerSettings&) const = default;
+};
+
+// The adapter keys (Axolotl's names). Every lora_* key needs an adapter; an adapter needs targets
+// (lora_target_modules and/or lora_target_linear) unless lora_model_dir brings its own.
+struct AdapterConfig {
+  AdapterKind kind = AdapterKind::none;
+  int64_t lora_r = 8;
+  double lora_alpha = 16;
+  double lora_dropout = 0.0;
+  std::vector<std::string> lora_target_modules;  // PEFT's suffix matching: q_proj, v_proj, ...
+  bool lora_target_linear = false;               // every linear layer but lm_head
+  // A PEFT adapter to continue training: its adapter_config.json decides r, alpha and targets.
+  std::string lora_model_dir;
+  // QLoRA. bnb_4bit_quant_type must be nf4 and bnb_4bit_use_double_quant true (the only 4-bit
+  // format there is), so neither needs a field.
+  bool load_in_4bit = false;
+  ComputeDType bnb_4bit_compute_dtype = ComputeDType::automatic;
+
+  bool operator==(const AdapterConfig&) const = default;
 };
 
 struct GenerateAfterTraining {
@@ -140,6 +166,8 @@ struct TrainConfig {
   DeviceKind device = DeviceKind::automatic;
 
   std::optional<GenerateAfterTraining> generate_after_training;
+
+  AdapterConfig adapter;
 
   // `deepspeed: ds.json`: a DeepSpeed config merged into this one (see deepspeed_config.h).
   std::string deepspeed;
