@@ -168,7 +168,9 @@ std::vector<std::string> apply_lora(Module& model, const LoraSettings& settings)
     const auto& [path, f] = selected[i];
     auto base = std::dynamic_pointer_cast<UnaryModule>(model.child_ptr(path));
     const uint64_t seed = settings.seed * 1000003ULL + 4 * i + 1;
-    model.replace_child(path, std::make_shared<LoraLinear>(base, f.in, f.out, settings, seed, f.dtype, path));
+    auto lora = std::make_shared<LoraLinear>(base, f.in, f.out, settings, seed, f.dtype, path);
+    lora->train(base->is_training());  // a model in eval mode keeps lora_dropout off
+    model.replace_child(path, lora);
     wrapped.push_back(path);
   }
   // Only the adapters train: the base gets no gradient and no optimizer state.

@@ -232,6 +232,11 @@ TEST(LoraLinear, DropoutActsOnTheAdapterPathInTrainingOnly) {
   EXPECT_EQ(eval1, eval2);
   m.train();
   EXPECT_NE(m(x).to_double_vector(), eval1);
+  // Wrapping a model in eval mode keeps it there: no dropout sneaks into evaluation.
+  Tiny m2;
+  m2.eval();
+  apply_lora(m2, s);
+  EXPECT_FALSE(lora_modules(m2).front().second->child("lora_dropout")->is_training());
 }
 
 TEST(LoraTargets, SuffixMatchingAsPeft) {
