@@ -165,7 +165,8 @@ std::string Trainer::save_checkpoint() const {
   const fs::path tmp_dir = final_dir.string() + ".tmp." + std::to_string(::getpid());
   fs::remove_all(tmp_dir);
   fs::create_directories(tmp_dir);
-  models::save_llama(model_, tmp_dir.string(), model_.config().torch_dtype);
+  if (options_.save_weights) options_.save_weights(tmp_dir.string());
+  else models::save_llama(model_, tmp_dir.string(), model_.config().torch_dtype);
   std::vector<std::pair<std::string, Tensor>> opt_state;
   for (auto& [name, t] : optimizer_.state_dict()) opt_state.emplace_back(name, t);
   save_safetensors((tmp_dir / "optimizer.safetensors").string(), opt_state);
@@ -206,7 +207,8 @@ std::string Trainer::save_checkpoint() const {
 
 void Trainer::load_checkpoint(const std::string& checkpoint_dir) {
   SL_CHECK(fs::is_directory(checkpoint_dir), "resume: checkpoint directory '", checkpoint_dir, "' does not exist");
-  models::load_llama_weights(model_, checkpoint_dir);
+  if (options_.load_weights) options_.load_weights(checkpoint_dir);
+  else models::load_llama_weights(model_, checkpoint_dir);
   SafetensorsFile opt = SafetensorsFile::open((fs::path(checkpoint_dir) / "optimizer.safetensors").string());
   nn::NamedTensors state;
   for (const std::string& name : opt.names()) state.emplace_back(name, opt.get(name));

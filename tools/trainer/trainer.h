@@ -43,6 +43,9 @@ struct TrainerOptions {
   int64_t save_steps = 0;      // 0: save only at the end
   std::string output_dir;      // empty: no log file, no checkpoints
   bool print_progress = true;
+  // Adapter runs (LoRA/QLoRA) keep only the trainable weights: when set, checkpoints save and load
+  // them through these (a PEFT adapter) instead of the full model's config.json + model.safetensors.
+  std::function<void(const std::string& dir)> save_weights, load_weights;
 };
 
 struct StepStats {
