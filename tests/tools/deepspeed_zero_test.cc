@@ -197,5 +197,15 @@ TEST(DeepSpeedZero, AutoBucketSizesResolveFromTheHiddenSizeAtStartup) {
   EXPECT_THAT(error_of([] { check_distributed_runtime(TrainConfig{}, {0, 32}); }), HasSubstr("world size 0"));
 }
 
+// Axolotl's and Hugging Face's ddp_timeout (seconds) sets the collective timeout.
+TEST(DeepSpeedZero, DdpTimeoutIsAPositiveNumberOfSeconds) {
+  EXPECT_EQ(parse_train_config(kBase, "t.yaml").distributed.ddp_timeout_seconds, 1800);  // HF's default
+  const TrainConfig c = parse_train_config(kBase + "ddp_timeout: 90\n", "t.yaml");
+  EXPECT_EQ(c.distributed.ddp_timeout_seconds, 90);
+  EXPECT_EQ(parse_train_config(resolved_config_yaml(c), "again.yaml"), c);
+  EXPECT_THAT(error_of([] { parse_train_config(kBase + "ddp_timeout: 0\n", "t.yaml"); }), HasSubstr("ddp_timeout"));
+  EXPECT_THAT(error_of([] { parse_train_config(kBase + "ddp_timeout: soon\n", "t.yaml"); }), HasSubstr("ddp_timeout"));
+}
+
 }  // namespace
 }  // namespace shardlab::config

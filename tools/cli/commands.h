@@ -8,6 +8,7 @@ namespace shardlab::cli {
 
 int run_train(const std::vector<std::string>& args);
 int run_eval(const std::vector<std::string>& args);
+int run_merge(const std::vector<std::string>& args);
 int run_generate(const std::vector<std::string>& args);
 int run_memory(const std::vector<std::string>& args);
 

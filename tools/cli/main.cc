@@ -14,6 +14,7 @@ constexpr const char* kUsage =
     "  train CONFIG.yaml                          train as the YAML config says\n"
     "  eval --model DIR --data FILE.jsonl [--dump-logits OUT.safetensors]\n"
     "  generate --model DIR --prompt TEXT [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S]\n"
+    "  merge --model DIR --adapter DIR --out DIR  fold a PEFT LoRA adapter into its base model\n"
     "  memory CONFIG.yaml                         measure one training step's memory per tag and variant\n";
 }
 
@@ -28,6 +29,7 @@ int main(int argc, char** argv) {
     if (command == "train") return shardlab::cli::run_train(args);
     if (command == "eval") return shardlab::cli::run_eval(args);
     if (command == "generate") return shardlab::cli::run_generate(args);
+    if (command == "merge") return shardlab::cli::run_merge(args);
     if (command == "memory") return shardlab::cli::run_memory(args);
     std::fprintf(stderr, "shardlab: unknown command '%s'\n%s", command.c_str(), kUsage);
     return 2;

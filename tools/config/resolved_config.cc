@@ -231,6 +231,7 @@ std::string resolved_config_yaml(const TrainConfig& c, const std::string& source
   key_value(e, "device", to_string(c.device));
   emit_adapter(e, c.adapter);
   if (!c.deepspeed.empty()) key_value(e, "deepspeed", c.deepspeed);
+  key_value(e, "ddp_timeout", c.distributed.ddp_timeout_seconds);
   if (c.generate_after_training) {
     e << YAML::Key << "generate_after_training" << YAML::Value << YAML::BeginMap;
     key_value(e, "prompt", c.generate_after_training->prompt);
