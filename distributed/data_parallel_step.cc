@@ -1,0 +1,160 @@
+// The data-parallel engine around the optimizer step: gradients handed to the shards (unscaled,
+// overflow decided across ranks), the global-norm clip, the write-back and all-gather of updated
+// parameters, and the model-state figures.
+#include <cmath>
+
+#include "autograd/grad_mode.h"
+#include "core/memory_ledger.h"
+#include "core/ops.h"
+#include "distributed/data_parallel.h"
+#include "nn/loss_scaler.h"
+
+namespace shardlab::dist {
+
+namespace {
+std::string master_key(size_t bucket) {
+  std::string key = "master.";
+  key += std::to_string(bucket);
+  return key;
+}
+}  // namespace
+
+double DataParallelEngine::sum_across_ranks(double value) const {
+  if (group_.size() == 1) return value;
+  Tensor t = Tensor::from_vector({value}, {1}, DType::f64);
+  group_.all_reduce(t, ReduceOp::sum)->wait();
+  return t.item();
+}
+
+bool DataParallelEngine::unscale_gradients(double inv_scale) {
+  NoGradGuard no_grad;
+  bool overflow = false;
+  for (size_t b = 0; b < layout_.size(); ++b) {
+    Tensor g = shard_grad(static_cast<int>(b));
+    if (has_master_weights()) {
+      MemTagScope tag(MemTag::gradient);  // transient: dropped by update_parameters()
+      Tensor mg = Tensor::empty(g.shape(), DType::f32, g.device());
+      overflow |= nn::unscale_into(mg, g, inv_scale);
+      stepped_[b].set_grad(mg);
+    } else {
+      if (inv_scale != 1.0) ops::mul_(g, inv_scale);
+      overflow |= nn::has_inf_or_nan(g);
+      stepped_[b].set_grad(g);
+    }
+  }
+  // A rank may hold the only non-finite shard (ZeRO) or see it alone: every rank must skip together.
+  return sum_across_ranks(overflow ? 1.0 : 0.0) > 0.0;
+}
+
+double DataParallelEngine::clip_grad_norm(double max_norm) {
+  NoGradGuard no_grad;
+  double squares = 0.0;
+  for (const Tensor& s : stepped_)
+    if (s.grad().defined()) squares += ops::sum_of_squares(s.grad());  // padding is zero
+  // DDP's gradients are already whole on every rank; sharded ones add up across ranks.
+  if (plan_.shard_optimizer_state) squares = sum_across_ranks(squares);
+  const double norm = std::sqrt(squares);
+  if (max_norm > 0 && std::isfinite(norm)) {
+    const double coef = max_norm / (norm + 1e-6);  // torch's clip_grad_norm_
+    if (coef < 1.0)
+      for (const Tensor& s : stepped_)
+        if (s.grad().defined()) ops::mul_(s.grad(), coef);
+  }
+  return norm;
+}
+
+void DataParallelEngine::update_parameters() {
+  NoGradGuard no_grad;
+  const int world = group_.size(), rank = group_.rank();
+  // 16-bit: the stepped fp32 shard goes into this rank's part of the model (round to nearest even).
+  for (size_t b = 0; b < masters_.size(); ++b) {
+    const BucketLayout& L = layout_[b];
+    const int64_t offset = plan_.shard_optimizer_state ? L.shard_offset(rank) : 0;
+    ops::copy_(ops::narrow(state_[b]->params, 0, offset, masters_[b].numel()), masters_[b]);
+  }
+  if (plan_.shard_optimizer_state) {
+    struct Gather {
+      BucketRange range;
+      Tensor out;
+      WorkHandle work;
+      std::vector<int64_t> offsets;  // each bucket's shard offset within one rank's chunk
+      int64_t chunk = 0;
+    };
+    std::vector<Gather> gathers;
+    for (const BucketRange& r : plan_gather_groups(layout_, options_.allgather_bucket_size, world)) {
+      Gather g{r, Tensor(), nullptr, {}, 0};
+      for (int b = r.first; b < r.last; ++b) {
+        g.offsets.push_back(g.chunk);
+        g.chunk += layout_[b].shard_numel;
+      }
+      MemTagScope tag(MemTag::communication);
+      Tensor in = Tensor::empty({g.chunk}, param_dtype_, state_[0]->params.device());
+      for (int b = r.first; b < r.last; ++b)
+        ops::copy_(ops::narrow(in, 0, g.offsets[b - r.first], layout_[b].shard_numel),
+                   ops::narrow(state_[b]->params, 0, layout_[b].shard_offset(rank), layout_[b].shard_numel));
+      g.out = Tensor::empty({g.chunk * world}, param_dtype_, in.device());
+      g.work = group_.all_gather(g.out, in);
+      gathers.push_back(std::move(g));
+    }
+    for (Gather& g : gathers) {
+      g.work->wait();
+      for (int q = 0; q < world; ++q)
+        for (int b = g.range.first; b < g.range.last; ++b) {
+          const int64_t s = layout_[b].shard_numel;
+          ops::copy_(ops::narrow(state_[b]->params, 0, layout_[b].shard_offset(q), s),
+                     ops::narrow(g.out, 0, q * g.chunk + g.offsets[b - g.range.first], s));
+        }
+    }
+    record(EngineEvent::parameters_gathered, -1);
+  }
+  // The fp32 copies of the gradients were for this step only.
+  for (const Tensor& s : stepped_) s.set_grad(Tensor());
+}
+
+void DataParallelEngine::reload_masters_from_model() {
+  NoGradGuard no_grad;
+  for (size_t b = 0; b < masters_.size(); ++b) {
+    const int64_t offset = plan_.shard_optimizer_state ? layout_[b].shard_offset(group_.rank()) : 0;
+    ops::copy_(masters_[b], ops::narrow(state_[b]->params, 0, offset, masters_[b].numel()));
+  }
+}
+
+nn::NamedTensors DataParallelEngine::master_state() const {
+  nn::NamedTensors out;
+  for (size_t b = 0; b < masters_.size(); ++b) out.emplace_back(master_key(b), masters_[b]);
+  return out;
+}
+
+void DataParallelEngine::load_master_state(const nn::NamedTensors& state) {
+  NoGradGuard no_grad;
+  for (size_t b = 0; b < masters_.size(); ++b) {
+    const std::string key = master_key(b);
+    const Tensor* found = nullptr;
+    for (const auto& [name, t] : state)
+      if (name == key) found = &t;
+    SL_CHECK(found != nullptr, "data parallel: checkpoint has no '", key, "' (saved with another preset, world ",
+             "size or bucket size?)");
+    SL_CHECK(found->numel() == masters_[b].numel(), "data parallel: checkpoint '", key, "' has ", found->numel(),
+             " elements, this rank's shard has ", masters_[b].numel(), " (saved with another world size or bucket size?)");
+    ops::copy_(masters_[b], ops::reshape(*found, masters_[b].shape()));
+  }
+}
+
+ModelStateBytes DataParallelEngine::model_state_bytes(const nn::Optimizer& optimizer) const {
+  ModelStateBytes m;
+  for (const auto& st : state_) {
+    m.parameters += static_cast<double>(st->params.nbytes());
+    m.gradients += static_cast<double>(plan_.shard_gradients ? st->grad_shard.nbytes() : st->grads.nbytes());
+  }
+  for (const Tensor& t : masters_) m.optimizer_state += static_cast<double>(t.nbytes());
+  for (const auto& [name, t] : optimizer.state_dict())
+    if (name != "step") m.optimizer_state += static_cast<double>(t.nbytes());
+  return m;
+}
+
+ModelStateBytes DataParallelEngine::model_state_theory(OptimizerStateKind optimizer) const {
+  return zero_model_state_theory(options_.preset, trained_numel_, group_.size(), param_dtype_, reduce_dtype_,
+                                 optimizer_bytes_per_param(optimizer, has_master_weights()));
+}
+
+}  // namespace shardlab::dist
