@@ -45,18 +45,66 @@ json::Value stats_json(const StepStats& s) {
   if (s.skipped) v.set("skipped", true);
   return v;
 }
+
+// NOTE [data-parallel checkpoints]: each rank owns a different optimizer shard (and fp32 master
+// shard) and reads different data, so each writes its own files; the model (replicated) and the
+// trainer state (global figures) come from rank 0. A resume checks the layout it was saved with.
+std::string rank_file(const char* stem, int rank, const char* ext) {
+  return std::string(stem) + "-rank-" + std::to_string(rank) + ext;
+}
+
+json::Value data_parallel_json(const dist::DataParallelEngine& engine) {
+  json::Value v = json::Value::object();
+  v.set("preset", std::string(dist::preset_name(engine.preset())));
+  v.set("world_size", static_cast<int64_t>(engine.group().size()));
+  v.set("reduce_bucket_size", engine.options().reduce_bucket_size);
+  return v;
+}
+
+void save_rank_state(const fs::path& dir, const nn::Optimizer& optimizer, const dist::DataParallelEngine& engine,
+                     const BatchStream& data) {
+  const int rank = engine.group().rank();
+  std::vector<std::pair<std::string, Tensor>> tensors;
+  for (auto& [name, t] : optimizer.state_dict()) tensors.emplace_back(name, t);
+  for (auto& [name, t] : engine.master_state()) tensors.emplace_back(name, t);
+  save_safetensors((dir / rank_file("optimizer", rank, ".safetensors")).string(), tensors);
+  write_file_atomic((dir / rank_file("data", rank, ".json")).string(), json::dump_pretty(data.state()) + "\n");
+}
+
+void load_rank_state(const fs::path& dir, json::Ref trainer_state, nn::Optimizer& optimizer,
+                     dist::DataParallelEngine& engine, BatchStream& data) {
+  const json::Value saved = trainer_state["data_parallel"].value();
+  const json::Value now = data_parallel_json(engine);
+  SL_CHECK(json::dump(saved) == json::dump(now), "resume: ", dir.string(), " was saved with data-parallel layout ",
+           json::dump(saved), " but this run has ", json::dump(now), "; resume with the same preset, world size and ",
+           "reduce_bucket_size");
+  const int rank = engine.group().rank();
+  const fs::path shard = dir / rank_file("optimizer", rank, ".safetensors");
+  SL_CHECK(fs::exists(shard), "resume: ", shard.string(), " is missing");
+  SafetensorsFile file = SafetensorsFile::open(shard.string());
+  nn::NamedTensors optimizer_state, masters;
+  for (const std::string& name : file.names())
+    (name.rfind("master.", 0) == 0 ? masters : optimizer_state).emplace_back(name, file.get(name));
+  optimizer.load_state_dict(optimizer_state);
+  engine.load_master_state(masters);
+  data.restore(json::parse_file((dir / rank_file("data", rank, ".json")).string()));
+}
 }  // namespace
 
 Trainer::Trainer(models::LlamaForCausalLM& model, nn::Optimizer& optimizer, BatchStream& data, TrainerOptions options,
-                 std::function<double()> eval_fn, MixedPrecision precision)
+                 std::function<double()> eval_fn, MixedPrecision precision, dist::DataParallelEngine* engine)
     : model_(model),
       optimizer_(optimizer),
       data_(data),
       options_(std::move(options)),
       eval_fn_(std::move(eval_fn)),
-      precision_(precision) {
-  SL_CHECK(precision_.scaler == nullptr || precision_.masters != nullptr,
+      precision_(precision),
+      engine_(engine) {
+  SL_CHECK(precision_.scaler == nullptr || precision_.masters != nullptr ||
+               (engine_ != nullptr && engine_->has_master_weights()),
            "trainer: a loss scaler needs fp32 master weights");
+  SL_CHECK(engine_ == nullptr || precision_.masters == nullptr,
+           "trainer: with a data-parallel engine the engine keeps the fp32 masters; pass no MasterWeights");
   SL_CHECK(options_.gradient_accumulation_steps >= 1, "trainer: gradient_accumulation_steps must be >= 1");
   SL_CHECK(options_.max_steps >= 1, "trainer: max_steps must be >= 1");
 }
@@ -69,6 +117,7 @@ StepStats Trainer::step() {
   optimizer_.set_lr(s.lr);
   optimizer_.zero_grad();
   if (precision_.masters != nullptr) precision_.masters->zero_grad();
+  if (engine_ != nullptr) engine_->zero_grad();
   model_.train();
   s.loss_scale = precision_.scaler != nullptr ? precision_.scaler->scale() : 1.0;
 
@@ -82,6 +131,11 @@ StepStats Trainer::step() {
     s.target_tokens += micro.back().num_target_tokens;
     s.tokens += micro.back().inputs.input_ids.numel();
   }
+  if (engine_ != nullptr) {
+    // Every rank divides by the GLOBAL count, and gradients are summed across ranks.
+    s.target_tokens = static_cast<int64_t>(engine_->sum_across_ranks(static_cast<double>(s.target_tokens)));
+    s.tokens = static_cast<int64_t>(engine_->sum_across_ranks(static_cast<double>(s.tokens)));
+  }
   SL_CHECK(s.target_tokens > 0, "step ", s.step, ": no target tokens in the step's ", micro.size(),
            " micro batches (every label is -100)");
   const double scale = 1.0 / static_cast<double>(s.target_tokens);
@@ -93,8 +147,16 @@ StepStats Trainer::step() {
     SL_CHECK(std::isfinite(value), "loss is ", value, " at step ", s.step, " (micro batch ", i + 1,
              "): training diverged; lower the learning rate or check the data");
     loss_sum += value;
+    // Data parallel: only the final micro batch's backward communicates.
+    if (engine_ != nullptr) engine_->set_gradient_sync(i + 1 == micro.size());
     // fp16: the loss is scaled up so that small gradients survive in 16 bits (unscaled below).
     backward(sum * (scale * s.loss_scale));
+  }
+  if (engine_ != nullptr) {
+    s.loss = engine_->sum_across_ranks(loss_sum) * scale;
+    finish_data_parallel_step(s);
+    s.seconds = now_seconds() - start;
+    return s;
   }
   s.loss = loss_sum * scale;
   if (precision_.masters != nullptr) {
@@ -122,7 +184,34 @@ StepStats Trainer::step() {
   return s;
 }
 
+void Trainer::finish_data_parallel_step(StepStats& s) {
+  engine_->wait_for_gradients();
+  // The overflow decision is global, so every rank skips (and moves its scale) together.
+  const bool overflow = engine_->unscale_gradients(1.0 / s.loss_scale);
+  if (precision_.scaler != nullptr) precision_.scaler->update(overflow);
+  if (overflow) {
+    SL_CHECK(precision_.scaler != nullptr, "gradient is not finite at step ", s.step,
+             ": a non-finite gradient would corrupt the weights");
+    s.skipped = true;
+    s.grad_norm = std::nan("");
+    engine_->zero_grad();
+    ++step_;
+    return;
+  }
+  s.grad_norm = engine_->clip_grad_norm(options_.max_grad_norm);
+  SL_CHECK(std::isfinite(s.grad_norm), "gradient norm is ", s.grad_norm, " at step ", s.step,
+           ": a non-finite gradient would corrupt the weights");
+  optimizer_.step();
+  engine_->update_parameters();
+  ++step_;
+}
+
+void Trainer::barrier() const {
+  if (engine_ != nullptr) engine_->group().barrier()->wait();
+}
+
 void Trainer::log(const StepStats& s) {
+  if (!is_rank0()) return;
   if (options_.print_progress && (s.step % options_.logging_steps == 0 || s.step == options_.max_steps)) {
     const double elapsed = now_seconds() - run_started_;
     const int64_t done = s.step - run_start_step_;
@@ -162,14 +251,40 @@ void Trainer::run() {
 std::string Trainer::save_checkpoint() const {
   SL_CHECK(!options_.output_dir.empty(), "save_checkpoint: no output_dir configured");
   const fs::path final_dir = fs::path(options_.output_dir) / ("checkpoint-" + std::to_string(step_));
-  const fs::path tmp_dir = final_dir.string() + ".tmp." + std::to_string(::getpid());
-  fs::remove_all(tmp_dir);
-  fs::create_directories(tmp_dir);
+  // Data parallel: every rank writes into one temporary directory, so its name holds no pid.
+  const fs::path tmp_dir =
+      final_dir.string() + (engine_ != nullptr ? std::string(".tmp") : ".tmp." + std::to_string(::getpid()));
+  if (is_rank0()) {
+    fs::remove_all(tmp_dir);
+    fs::create_directories(tmp_dir);
+  }
+  barrier();
+  if (engine_ != nullptr) save_rank_state(tmp_dir, optimizer_, *engine_, data_);
+  if (is_rank0()) write_checkpoint_files(tmp_dir);
+  barrier();
+  if (is_rank0()) {
+    // Swap the finished directory into place; an older save of the same step is replaced whole.
+    if (fs::exists(final_dir)) {
+      const fs::path old = final_dir.string() + ".old." + std::to_string(::getpid());
+      fs::rename(final_dir, old);
+      fs::rename(tmp_dir, final_dir);
+      fs::remove_all(old);
+    } else {
+      fs::rename(tmp_dir, final_dir);
+    }
+  }
+  barrier();
+  return final_dir.string();
+}
+
+void Trainer::write_checkpoint_files(const fs::path& tmp_dir) const {
   if (options_.save_weights) options_.save_weights(tmp_dir.string());
   else models::save_llama(model_, tmp_dir.string(), model_.config().torch_dtype);
-  std::vector<std::pair<std::string, Tensor>> opt_state;
-  for (auto& [name, t] : optimizer_.state_dict()) opt_state.emplace_back(name, t);
-  save_safetensors((tmp_dir / "optimizer.safetensors").string(), opt_state);
+  if (engine_ == nullptr) {
+    std::vector<std::pair<std::string, Tensor>> opt_state;
+    for (auto& [name, t] : optimizer_.state_dict()) opt_state.emplace_back(name, t);
+    save_safetensors((tmp_dir / "optimizer.safetensors").string(), opt_state);
+  }
   if (precision_.masters != nullptr) {
     // The fp32 masters are the real weights of a 16-bit run; the model file holds their rounding.
     std::vector<std::pair<std::string, Tensor>> masters;
@@ -192,32 +307,27 @@ std::string Trainer::save_checkpoint() const {
   json::Value hist = json::Value::array();
   for (const StepStats& s : history_) hist.push_back(stats_json(s));
   state.set("log_history", hist);
+  if (engine_ != nullptr) state.set("data_parallel", data_parallel_json(*engine_));
   write_file_atomic((tmp_dir / "trainer_state.json").string(), json::dump_pretty(state) + "\n");
-  // Swap the finished directory into place; an older save of the same step is replaced whole.
-  if (fs::exists(final_dir)) {
-    const fs::path old = final_dir.string() + ".old." + std::to_string(::getpid());
-    fs::rename(final_dir, old);
-    fs::rename(tmp_dir, final_dir);
-    fs::remove_all(old);
-  } else {
-    fs::rename(tmp_dir, final_dir);
-  }
-  return final_dir.string();
 }
 
 void Trainer::load_checkpoint(const std::string& checkpoint_dir) {
   SL_CHECK(fs::is_directory(checkpoint_dir), "resume: checkpoint directory '", checkpoint_dir, "' does not exist");
   if (options_.load_weights) options_.load_weights(checkpoint_dir);
   else models::load_llama_weights(model_, checkpoint_dir);
-  SafetensorsFile opt = SafetensorsFile::open((fs::path(checkpoint_dir) / "optimizer.safetensors").string());
-  nn::NamedTensors state;
-  for (const std::string& name : opt.names()) state.emplace_back(name, opt.get(name));
-  optimizer_.load_state_dict(state);
   const std::string state_path = (fs::path(checkpoint_dir) / "trainer_state.json").string();
   json::Value trainer_state = json::parse_file(state_path);
   json::Ref ref(trainer_state, state_path);
+  if (engine_ != nullptr) {
+    load_rank_state(checkpoint_dir, ref, optimizer_, *engine_, data_);
+  } else {
+    SafetensorsFile opt = SafetensorsFile::open((fs::path(checkpoint_dir) / "optimizer.safetensors").string());
+    nn::NamedTensors state;
+    for (const std::string& name : opt.names()) state.emplace_back(name, opt.get(name));
+    optimizer_.load_state_dict(state);
+    data_.restore(ref["data"].value());
+  }
   step_ = ref["global_step"].as_int();
-  data_.restore(ref["data"].value());
   if (precision_.masters != nullptr) {
     const std::string path = (fs::path(checkpoint_dir) / "master_weights.safetensors").string();
     SL_CHECK(fs::exists(path), "resume: ", checkpoint_dir, " has no master_weights.safetensors (was it saved by a 16-bit run?)");

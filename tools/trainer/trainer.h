@@ -1,13 +1,16 @@
 // The training loop: optimizer steps made of gradient-accumulation micro batches, the loss of a
 // step normalised by the target tokens of the whole step, clipping, LR schedule, evaluation,
-// progress lines and a JSONL log, and checkpoints that resume bit-exactly.
+// progress lines and a JSONL log, and checkpoints that resume bit-exactly; optionally data parallel
+// over the ranks of a process group through a dist::DataParallelEngine (DDP, ZeRO-1, ZeRO-2).
 #pragma once
 
+#include <filesystem>
 #include <functional>
 #include <string>
 #include <vector>
 
 #include "core/json.h"
+#include "distributed/data_parallel.h"
 #include "models/llama.h"
 #include "nn/loss_scaler.h"
 #include "nn/lr_schedule.h"
@@ -48,6 +51,7 @@ struct TrainerOptions {
   std::function<void(const std::string& dir)> save_weights, load_weights;
 };
 
+// With a data-parallel engine, loss, tokens and target_tokens are global (all ranks' micro batches).
 struct StepStats {
   int64_t step = 0;        // 1-based optimizer step
   double loss = 0.0;       // mean over the step's target tokens
@@ -72,8 +76,14 @@ class Trainer {
  public:
   // eval_fn returns the mean validation loss (optional).
   // With mixed precision, `optimizer` must step precision.masters->masters().
+  // With a data-parallel `engine` (built on model's parameters), `optimizer` must step
+  // engine->optimizer_params(), precision.masters must be null (the engine keeps the fp32 masters,
+  // sharded) and `data` yields this rank's micro batches. Each rank's loss is divided by the global
+  // target-token count and gradients are summed, so N ranks match one process on the global batch.
+  // Rank 0 alone prints and writes log.jsonl; checkpoints get one optimizer file per rank.
   Trainer(models::LlamaForCausalLM& model, nn::Optimizer& optimizer, BatchStream& data, TrainerOptions options,
-          std::function<double()> eval_fn = {}, MixedPrecision precision = {});
+          std::function<double()> eval_fn = {}, MixedPrecision precision = {},
+          dist::DataParallelEngine* engine = nullptr);
 
   // One optimizer step. Gradients stay in .grad until the next step starts (tests read them).
   StepStats step();
@@ -82,7 +92,10 @@ class Trainer {
 
   // checkpoint-N: config.json + model.safetensors (HF format), optimizer.safetensors,
   // trainer_state.json (step, data position, loss history). Written under a temporary name and
-  // renamed, so an interrupted save leaves the previous checkpoint untouched.
+  // renamed, so an interrupted save leaves the previous checkpoint untouched. With an engine,
+  // rank 0 writes the model and trainer_state.json, every rank R its optimizer shard (and fp32
+  // master shard) as optimizer-rank-R.safetensors and its data position as data-rank-R.json;
+  // resuming needs the same world size, preset and bucket size.
   std::string save_checkpoint() const;
   void load_checkpoint(const std::string& checkpoint_dir);
 
@@ -91,6 +104,12 @@ class Trainer {
 
  private:
   void log(const StepStats& s);
+  // The data-parallel half of step(): reduction, global overflow/norm, shard step, all-gather.
+  void finish_data_parallel_step(StepStats& s);
+  bool is_rank0() const { return engine_ == nullptr || engine_->group().rank() == 0; }
+  void barrier() const;
+  // Rank 0's part of a checkpoint: the model, the single-process optimizer/master files, trainer_state.json.
+  void write_checkpoint_files(const std::filesystem::path& tmp_dir) const;
 
   models::LlamaForCausalLM& model_;
   nn::Optimizer& optimizer_;
@@ -98,6 +117,7 @@ class Trainer {
   TrainerOptions options_;
   std::function<double()> eval_fn_;
   MixedPrecision precision_;
+  dist::DataParallelEngine* engine_;
   int64_t step_ = 0;
   std::vector<StepStats> history_;
   double run_started_ = 0.0;
