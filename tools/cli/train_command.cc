@@ -11,6 +11,7 @@
 #include "models/data_loader.h"
 #include "models/generate.h"
 #include "models/llama_io.h"
+#include "models/peft_adapter.h"
 #include "models/tokenizer.h"
 #include "nn/optimizer_8bit.h"
 #include "nn/precision_policy.h"
@@ -18,6 +19,7 @@
 #include "tools/cli/commands.h"
 #include "tools/cli/llama_from_config.h"
 #include "tools/cli/loss_plot.h"
+#include "tools/cli/train_adapter.h"
 #include "tools/config/train_config.h"
 #include "tools/trainer/trainer.h"
 
@@ -90,6 +92,8 @@ int run_train(const std::vector<std::string>& argv) {
     reduce = cfg.communication_data_type == "fp32" ? DType::f32 : cfg.communication_data_type == "bf16" ? DType::bf16 : DType::f16;
   const nn::PrecisionPolicy precision = nn::make_precision_policy(bf16, fp16, reduce);
   if (precision.uses_master_weights()) model->to(precision.param_dtype);
+  // LoRA: adapters on the frozen base; only they reach the optimizer (and the fp32 masters).
+  const std::optional<AdapterSetup> adapter = apply_adapter(cfg, *model);
   const models::LlamaConfig& mc = model->config();
   SL_CHECK(tokenizer->vocab_size() <= mc.vocab_size, config_path, ": the tokenizer has ", tokenizer->vocab_size(),
            " tokens but the model's vocab_size is ", mc.vocab_size);
@@ -155,6 +159,7 @@ int run_train(const std::vector<std::string>& argv) {
               static_cast<long>(data.stats.records), static_cast<long>(train_loader.num_samples()), val_batches.size(),
               static_cast<long>(data.stats.truncated),
               static_cast<long>(data.stats.dropped_prompt_too_long + data.stats.dropped_no_targets));
+  if (adapter) std::printf("# %s\n", describe(cfg, *adapter, *model).c_str());
   std::printf("# precision: %s\n", precision.describe().c_str());
   std::printf("# global batch: %ld sequences (rows) = %ld tokens; %ld steps (%ld per epoch)\n",
               static_cast<long>(global_rows), static_cast<long>(global_rows * cfg.sequence_len),
@@ -205,6 +210,11 @@ int run_train(const std::vector<std::string>& argv) {
   to.save_steps = cfg.save_steps > 0 ? cfg.save_steps
                   : cfg.saves_per_epoch > 0 ? std::max<int64_t>(1, steps_per_epoch / cfg.saves_per_epoch) : 0;
   to.output_dir = cfg.output_dir;
+  if (adapter) {
+    // Checkpoints of an adapter run hold the adapter (PEFT files), not a copy of the frozen base.
+    to.save_weights = [&](const std::string& dir) { models::save_peft_adapter(*model, adapter->settings, dir, cfg.base_model); };
+    to.load_weights = [&](const std::string& dir) { models::load_peft_adapter_weights(*model, dir); };
+  }
   LoaderStream stream(train_loader);
   std::function<double()> eval_fn;
   if (!val_batches.empty()) eval_fn = [&] { return train::evaluate(*model, val_batches); };
@@ -216,8 +226,10 @@ int run_train(const std::vector<std::string>& argv) {
   }
   trainer.run();
 
-  // The final model, loadable by `shardlab eval/generate` and by Hugging Face.
-  models::save_llama(*model, cfg.output_dir, mc.torch_dtype);
+  // The final model, loadable by `shardlab eval/generate` and by Hugging Face; for an adapter run
+  // the PEFT adapter (`shardlab merge` folds it into the base).
+  if (adapter) models::save_peft_adapter(*model, adapter->settings, cfg.output_dir, cfg.base_model);
+  else models::save_llama(*model, cfg.output_dir, mc.torch_dtype);
   if (auto* bytes = dynamic_cast<models::ByteTokenizer*>(tokenizer.get())) bytes->save(cfg.output_dir);
   else if (!cfg.base_model.empty())
     for (const char* f : {"tokenizer.json", "tokenizer_config.json"})
@@ -228,7 +240,7 @@ int run_train(const std::vector<std::string>& argv) {
   for (const train::StepStats& s : trainer.history()) losses.push_back(s.loss);
   std::printf("\nloss curve (training loss per step):\n%s", ascii_plot(losses).c_str());
   std::printf("\nmemory ledger (this process):\n%s", MemoryLedger::instance().table().c_str());
-  std::printf("\nmodel saved to %s\n", cfg.output_dir.c_str());
+  std::printf("\n%s saved to %s\n", adapter ? "adapter" : "model", cfg.output_dir.c_str());
   if (cfg.generate_after_training) {
     models::GenerateOptions g;
     g.max_new_tokens = cfg.generate_after_training->max_new_tokens;

@@ -1,0 +1,29 @@
+// The adapter half of `shardlab train`: LoRA settings from the config's adapter keys, the model
+// wrapped (or an existing PEFT adapter loaded to continue from), and a one-line summary.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "models/llama.h"
+#include "nn/lora.h"
+#include "tools/config/train_config.h"
+
+namespace shardlab::cli {
+
+struct AdapterSetup {
+  nn::LoraSettings settings;         // as trained (from lora_model_dir's adapter_config.json when given)
+  std::vector<std::string> wrapped;  // module paths
+};
+
+nn::LoraSettings lora_settings_from(const config::AdapterConfig& adapter, uint64_t seed);
+
+// Wraps `model` as cfg.adapter says, freezing everything but the adapters; nullopt without an
+// adapter. With lora_model_dir, that adapter's config and tensors are loaded instead.
+std::optional<AdapterSetup> apply_adapter(const config::TrainConfig& cfg, models::LlamaForCausalLM& model);
+
+// "adapter: lora r=8 alpha=16 dropout=0 on 4 modules (q_proj, v_proj); trainable 2048 of 5.1M parameters (0.04%)"
+std::string describe(const config::TrainConfig& cfg, const AdapterSetup& setup, const models::LlamaForCausalLM& model);
+
+}  // namespace shardlab::cli
