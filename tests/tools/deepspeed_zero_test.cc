@@ -165,6 +165,10 @@ TEST(DeepSpeedZero, KeysWithoutAMeaningAreErrorsNamingFileAndKey) {
   EXPECT_THAT(zero_error(R"({"stage": 3, "sub_group_size": -1})"), HasSubstr("sub_group_size\" must be >= 0"));
   EXPECT_THAT(runtime_error(with_zero(R"({"stage": 2, "round_robin_gradients": true})"), 2),
               HasSubstr("round_robin_gradients"));
+  // Parsed (they have a meaning), but the engine has no such path: an error at startup.
+  for (const char* key : {"reduce_scatter", "allgather_partitions", "contiguous_gradients"})
+    EXPECT_THAT(runtime_error(with_zero(std::string(R"({"stage": 2, ")") + key + R"(": false})"), 2),
+                AllOf(HasSubstr(std::string("zero_optimization.") + key + " false"), HasSubstr("is not supported")));
 }
 
 TEST(DeepSpeedZero, TrainBatchSizeMustEqualMicroTimesAccumulationTimesWorldSize) {

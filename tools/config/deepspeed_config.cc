@@ -254,6 +254,16 @@ DistributedSettings check_distributed_runtime(const TrainConfig& c, const Runtim
   SL_CHECK(!d.round_robin_gradients, file,
            "zero_optimization.round_robin_gradients orders gradient partitions for CPU offload, which arrives with "
            "Distributed II; set it to false");
+  // Knobs with a meaning that the engine does not implement: an error, never a silent change.
+  SL_CHECK(d.reduce_scatter, file,
+           "zero_optimization.reduce_scatter false (all-reduce, then keep the own shard) is not supported: shardlab's "
+           "ZeRO reduce-scatters gradients; remove the key or set it to true");
+  SL_CHECK(d.allgather_partitions, file,
+           "zero_optimization.allgather_partitions false (one broadcast per rank) is not supported: updated shards are "
+           "all-gathered; remove the key or set it to true");
+  SL_CHECK(d.contiguous_gradients, file,
+           "zero_optimization.contiguous_gradients false is not supported: gradients are always copied into contiguous "
+           "bucket buffers; remove the key or set it to true");
   const bool needs_hidden =
       !d.reduce_bucket_size || !d.stage3_prefetch_bucket_size || !d.stage3_param_persistence_threshold;
   SL_CHECK(!needs_hidden || shape.hidden_size > 0, file, "\"auto\" bucket sizes need the model's hidden_size");

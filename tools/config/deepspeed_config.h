@@ -35,7 +35,9 @@ struct RuntimeShape {
 //     world size; the error names both keys and the three factors;
 //   - "auto" bucket sizes become numbers (reduce_bucket_size hidden_size^2, stage 3's prefetch
 //     0.9 x hidden_size^2 and persistence threshold 10 x hidden_size, as Hugging Face resolves them);
-//   - ZeRO-3 and CPU/NVMe offload parse, but training with them is an error until Distributed II.
+//   - ZeRO-3 and CPU/NVMe offload parse, but training with them is an error until Distributed II;
+//   - reduce_scatter, allgather_partitions and contiguous_gradients false (paths the engine does not
+//     have) and round_robin_gradients true (an offload ordering) are errors naming the key.
 // Returns the settings with nothing left "auto".
 DistributedSettings check_distributed_runtime(const TrainConfig& config, const RuntimeShape& shape);
 
