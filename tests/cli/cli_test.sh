@@ -109,6 +109,43 @@ if "$SHARDLAB" memory good.yaml > mem.out 2> mem.err && [ "$(grep -c '^bf16+mast
    && grep -qE '^f32 adamw8bit +4\.000 +4\.000 +2\.[0-9]+' mem.out; then ok "memory prints every variant"
 else bad "memory: $(head -c 300 mem.err)"; fi
 
+# LoRA on run1: the output and checkpoints are PEFT adapters, resume is exact, and the merged model
+# scores exactly the adapter run's final eval loss (one repeated record makes the val split known).
+for i in $(seq 1 20); do echo '{"text": "Tom has a red ball. He likes to play."}'; done > same.jsonl
+write_lora() {  # write_lora FILE [extra yaml lines...]
+  local f=$1; shift
+  printf 'base_model: run1\ndatasets:\n  - path: same.jsonl\n    type: completion\nval_set_size: 0.1\n' > "$f"
+  printf 'sequence_len: 128\nmicro_batch_size: 2\nmax_steps: 4\nlearning_rate: 0.01\nsave_steps: 2\n' >> "$f"
+  printf 'adapter: lora\nlora_r: 4\nlora_alpha: 8\n' >> "$f"
+  for line in "$@"; do echo "$line" >> "$f"; done
+}
+write_lora lora.yaml "output_dir: run_lora" "lora_target_modules: [q_proj, v_proj]"
+if "$SHARDLAB" train lora.yaml > lora.log 2> lora.err; then ok "LoRA train runs"; else bad "LoRA train: $(tail -2 lora.err)"; fi
+for f in adapter_config.json adapter_model.safetensors checkpoint-2/adapter_model.safetensors checkpoint-4/optimizer.safetensors; do
+  [ -f "run_lora/$f" ] && ok "LoRA run wrote $f" || bad "LoRA run wrote $f"
+done
+[ ! -e run_lora/model.safetensors ] && [ ! -e run_lora/checkpoint-2/model.safetensors ] && ok "LoRA run keeps no copy of the base" \
+  || bad "LoRA run wrote a full model"
+grep -q '"peft_type": "LORA"' run_lora/adapter_config.json && grep -q "adapter: lora r=4 alpha=8 dropout=0 on 4 modules (q_proj, v_proj)" lora.log \
+  && ok "PEFT config written and adapter summary printed" || bad "PEFT config / adapter summary"
+write_lora lora_resume.yaml "output_dir: run_lora" "lora_target_modules: [q_proj, v_proj]" "resume_from_checkpoint: run_lora/checkpoint-2"
+if "$SHARDLAB" train lora_resume.yaml > lora_resume.log 2> lora_resume.err; then
+  a=$(grep -o '"step":[34],"loss":[^,]*' run_lora/log.jsonl | head -2 | tr '\n' ' ')
+  b=$(grep -o '"step":[34],"loss":[^,]*' run_lora/log.jsonl | tail -2 | tr '\n' ' ')
+  [ "$a" = "$b" ] && ok "LoRA resume reproduces the losses" || bad "LoRA resume losses differ: $a vs $b"
+else bad "LoRA resume: $(tail -2 lora_resume.err)"; fi
+if "$SHARDLAB" merge --model run1 --adapter run_lora --out merged > merge.out 2> merge.err && [ -f merged/model.safetensors ]; then
+  ok "merge writes a model"
+else bad "merge: $(cat merge.out merge.err | head -c 300)"; fi
+ids=$(printf '%s' "Tom has a red ball. He likes to play." | od -An -tu1 | tr -s ' \n' ',' | sed 's/^,//; s/,$//')
+echo "{\"input_ids\": [256,$ids,257]}" > same_ids.jsonl
+want=$(grep -o '"eval_loss":[^,}]*' run_lora/log.jsonl | tail -1 | cut -d: -f2)
+got=$("$SHARDLAB" eval --model merged --data same_ids.jsonl 2>&1 | grep -o '"mean_loss":[^,]*' | cut -d: -f2)
+base=$("$SHARDLAB" eval --model run1 --data same_ids.jsonl 2>&1 | grep -o '"mean_loss":[^,]*' | cut -d: -f2)
+if awk -v g="$got" -v w="$want" -v b="$base" 'BEGIN { d = g - w; e = b - w; exit !(g != "" && d * d <= 1e-12 * w * w && e * e > 1e-8) }'; then
+  ok "merged model's eval loss equals the adapter run's ($got vs $want; base $base)"
+else bad "merged eval loss $got, adapter run $want, base $base"; fi
+
 # 2. Bad inputs: one line naming the culprit, non-zero exit, nothing written.
 printf 'learning_rate: [1, 2\nseed: 3\n' > malformed.yaml
 expect_error "malformed YAML" "malformed.yaml" "$SHARDLAB" train malformed.yaml
@@ -146,6 +183,14 @@ after=$(find run1 -type f -exec md5sum {} + | sort | md5sum)
 expect_error "unknown option" "did you mean '--model'" "$SHARDLAB" eval --modle run1 --data eval.jsonl
 printf '{"input_ids": [1, 900]}\n' > oov.jsonl
 expect_error "token id outside the vocabulary" "900" "$SHARDLAB" eval --model run1 --data oov.jsonl
+
+write_lora lora_bad.yaml "output_dir: o7" "lora_target_modules: [q_proj, w_proj]"
+expect_error "unknown LoRA target module" "LoRA: target module 'w_proj' matches no module of the model" "$SHARDLAB" train lora_bad.yaml
+[ ! -e o7 ] && ok "unknown target: output_dir not created" || bad "unknown target: output_dir created"
+write_lora lora_none.yaml "output_dir: o8"
+expect_error "adapter without targets" "adapter lora needs targets" "$SHARDLAB" train lora_none.yaml
+expect_error "merge into a non-empty directory" "already has files" "$SHARDLAB" merge --model run1 --adapter run_lora --out run1
+expect_error "merge without an adapter" "has no adapter_config.json" "$SHARDLAB" merge --model run1 --adapter run1 --out o9
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
