@@ -21,6 +21,8 @@ nn::LoraSettings lora_settings_from(const config::AdapterConfig& a, uint64_t see
 
 std::optional<AdapterSetup> apply_adapter(const config::TrainConfig& cfg, models::LlamaForCausalLM& model) {
   if (cfg.adapter.kind == config::AdapterKind::none) return std::nullopt;
+  SL_CHECK(cfg.adapter.kind != config::AdapterKind::qlora,
+           "adapter qlora: training on a 4-bit NF4 base is not wired into shardlab train yet (use adapter: lora)");
   const uint64_t seed = static_cast<uint64_t>(cfg.seed);
   AdapterSetup setup;
   if (!cfg.adapter.lora_model_dir.empty()) {
