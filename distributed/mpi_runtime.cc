@@ -43,12 +43,6 @@ double seconds_since(CommClock::time_point t) {
   return std::chrono::duration<double>(CommClock::now() - t).count();
 }
 
-std::string format_seconds(double s) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%g s", s);
-  return buf;
-}
-
 std::string mpi_error_string(int code) {
   char text[MPI_MAX_ERROR_STRING];
   int length = 0;
@@ -57,6 +51,12 @@ std::string mpi_error_string(int code) {
 }
 
 }  // namespace
+
+std::string human_seconds(double seconds) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g s", seconds);
+  return buf;
+}
 
 std::string human_bytes(int64_t bytes) {
   char buf[32];
@@ -80,8 +80,8 @@ MpiWork::MpiWork(CollectiveKind kind, std::string what, int64_t payload_bytes, i
       timeout_(timeout), ledger_(std::move(ledger)) {}
 
 std::string MpiWork::timeout_message() const {
-  return what_ + " did not complete within " + format_seconds(timeout_.count() / 1000.0) + " (" +
-         format_seconds(std::round(seconds_since(issued_) * 10) / 10) +
+  return what_ + " did not complete within " + human_seconds(timeout_.count() / 1000.0) + " (" +
+         human_seconds(std::round(seconds_since(issued_) * 10) / 10) +
          " since issue): a peer rank died or hung";
 }
 
@@ -219,7 +219,7 @@ void MpiRuntime::run(const std::string& what, std::chrono::milliseconds timeout,
   std::unique_lock<std::mutex> lock(done->mutex);
   if (!done->cv.wait_for(lock, timeout, [&] { return done->done; }))
     terminate("rank " + std::to_string(world_rank_) + ": " + what + " did not complete within " +
-              format_seconds(timeout.count() / 1000.0) + ": a peer rank died or hung");
+              human_seconds(timeout.count() / 1000.0) + ": a peer rank died or hung");
   if (done->error) std::rethrow_exception(done->error);
 }
 

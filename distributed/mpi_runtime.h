@@ -99,7 +99,8 @@ class MpiRuntime {
   std::unique_ptr<State> state_;
 };
 
-// "4.0 MiB", "512 B": byte counts in error messages.
+// "4.0 MiB", "512 B" and "30 s", "2.5 s": byte counts and durations in error messages.
 std::string human_bytes(int64_t bytes);
+std::string human_seconds(double seconds);
 
 }  // namespace shardlab::dist

@@ -57,6 +57,8 @@ class ProcessGroup {
 
   // Every collective is recorded here (calls, bytes, time); the ledger only observes.
   CommLedger& ledger() const { return *ledger_; }
+  // The same ledger as a handle, for a group built on this one (the NCCL group over its bootstrap).
+  const std::shared_ptr<CommLedger>& shared_ledger() const { return ledger_; }
 
   // A collective that has not completed after this long fails (a dead or hung peer).
   std::chrono::milliseconds timeout() const { return timeout_; }
