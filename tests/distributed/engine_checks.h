@@ -22,25 +22,40 @@ namespace shardlab::dist::testing {
 // while a real bug (a missing rank, an average instead of a sum, a wrong shard) moves parameters
 // by O(lr) = 1e-2.
 inline constexpr double kF32ParameterTolerance = 1e-6;
-// bf16 parameters over N > 1 ranks: the per-rank bf16 gradient sums are added in f32 and rounded
-// once by the collective, the reference rounds after every micro batch; the fp32 masters then
-// differ by ~lr * 2^-8 and their bf16 roundings by at most an ulp (2^-9 at |p| < 0.5): 2 ulps.
-inline constexpr double kBf16ParameterTolerance = 4e-3;
+// bf16 over N > 1 ranks: the per-rank bf16 gradient sums are added in f32 and rounded once by
+// the collective, while the reference rounds after every micro batch: gradients differ by ~2^-8
+// relative. Element-wise that is unbounded in AdamW's terms (a gradient near zero can change sign,
+// moving its parameter by 2 lr), so bf16 is held to the whole update instead: the L2 norm of the
+// difference from the reference stays below 5% of the L2 norm of what training moved; a missing
+// rank or a wrong normalisation gives O(100%).
+inline constexpr double kBf16RelativeTolerance = 0.05;
 
-inline void check_parity(ProcessGroup& group, RunConfig c, int steps = 3, double tolerance = kF32ParameterTolerance) {
+inline double l2_difference(const std::vector<std::vector<double>>& a, const std::vector<std::vector<double>>& b) {
+  double s = 0;
+  for (size_t t = 0; t < a.size(); ++t)
+    for (size_t i = 0; i < a[t].size(); ++i) s += (a[t][i] - b[t][i]) * (a[t][i] - b[t][i]);
+  return std::sqrt(s);
+}
+
+inline void check_parity(ProcessGroup& group, RunConfig c, int steps = 3) {
   EngineRun run(group, c);
   std::vector<double> losses, reference_losses;
   for (int s = 0; s < steps; ++s) losses.push_back(run.step(s).loss);
   const auto reference = reference_parameters(group.size(), c, steps, &reference_losses);
+  const auto start = reference_parameters(group.size(), c, 0);
   const double diff = max_abs_difference(run.parameters(), reference);
-  EXPECT_LE(diff, tolerance) << preset_name(c.preset) << " " << dtype_name(c.dtype) << " on " << group.size()
-                             << " ranks";
-  for (int s = 0; s < steps; ++s) EXPECT_NEAR(losses[s], reference_losses[s], 1e-6 * std::abs(reference_losses[s]) + 1e-7);
-  // It trained: some parameter moved by about lr per step (a bug would move it by that much too).
-  EXPECT_GT(max_abs_difference(run.parameters(), reference_parameters(group.size(), c, 0)), c.lr);
+  const double relative = l2_difference(run.parameters(), reference) / l2_difference(reference, start);
+  if (c.dtype == DType::f32) EXPECT_LE(diff, kF32ParameterTolerance);
+  else EXPECT_LE(relative, kBf16RelativeTolerance);
+  // bf16: the losses see parameters an ulp apart (see kBf16ParameterTolerance).
+  const double loss_tolerance = c.dtype == DType::f32 ? 1e-6 : 1e-2;
+  for (int s = 0; s < steps; ++s)
+    EXPECT_NEAR(losses[s], reference_losses[s], loss_tolerance * std::abs(reference_losses[s])) << "step " << s;
+  // It trained: parameters moved far beyond the f32 tolerance.
+  EXPECT_GT(max_abs_difference(run.parameters(), start), 1e-3);
   if (group.rank() == 0)
-    std::printf("parity %s %s, %d ranks, %d steps: max |param - reference| = %.3g\n", preset_name(c.preset),
-                dtype_name(c.dtype), group.size(), steps, diff);
+    std::printf("parity %s %s, %d ranks, %d steps: max |param - reference| = %.3g, |diff| / |update| = %.3g\n",
+                preset_name(c.preset), dtype_name(c.dtype), group.size(), steps, diff, relative);
 }
 
 inline int64_t padding_numel(const DataParallelEngine& e) {
@@ -68,7 +83,7 @@ inline void check_model_state(ProcessGroup& group, Preset preset, DType dtype) {
                  ledger = {delta(MemTag::parameter), delta(MemTag::gradient), delta(MemTag::optimizer_state)};
                }});
   const ModelStateBytes theory = run.engine().model_state_theory(OptimizerStateKind::adamw);
-  EXPECT_EQ(run.engine().trained_numel(), 916);
+  EXPECT_EQ(run.engine().trained_numel(), 891);
   // The ledger also holds the MLP's frozen layer (built but unused here): it is not model state.
   const Tensor frozen = run.model().frozen.named_parameters()[0].second;
   EXPECT_EQ(ledger.parameters - static_cast<double>(frozen.nbytes()), measured.parameters);
@@ -82,15 +97,15 @@ inline void check_model_state(ProcessGroup& group, Preset preset, DType dtype) {
   EXPECT_LE(measured.gradients, theory.gradients + slack);
   EXPECT_GE(measured.optimizer_state, theory.optimizer_state);
   EXPECT_LE(measured.optimizer_state, theory.optimizer_state + slack);
-  // The paper's closed forms for psi = 916 (bf16 + AdamW: 16, 4 + 12/N, 2 + 14/N bytes per parameter).
-  const double n = group.size(), psi = 916;
+  // The paper's closed forms for psi = 891 (bf16 + AdamW: 16, 4 + 12/N, 2 + 14/N bytes per parameter).
+  const double n = group.size(), psi = 891;
   const double bytes_per_param = dtype == DType::f32
       ? (preset == Preset::ddp ? 16 : preset == Preset::zero1 ? 8 + 8 / n : 4 + 12 / n)
       : (preset == Preset::ddp ? 16 : preset == Preset::zero1 ? 4 + 12 / n : 2 + 14 / n);
   EXPECT_DOUBLE_EQ(theory.total(), bytes_per_param * psi);
   if (group.rank() == 0)
     std::printf("model state %s %s, %d ranks (psi %d, padding %ld):\n%s", preset_name(preset), dtype_name(dtype),
-                group.size(), 916, static_cast<long>(padding_numel(run.engine())),
+                group.size(), 891, static_cast<long>(padding_numel(run.engine())),
                 model_state_table(measured, theory).c_str());
 }
 
@@ -129,8 +144,8 @@ inline void check_comm_ledger(ProcessGroup& group, Preset preset, DType dtype) {
   const double psi = static_cast<double>(run.engine().trained_numel());
   const double pad = static_cast<double>(padding_numel(run.engine()));
   const double elements = traffic_elements(ledger, run.engine().reduce_dtype(), dtype, scalars * 8);
-  EXPECT_GE(elements, zero_step_traffic_elements(preset, 916));
-  EXPECT_LE(elements, zero_step_traffic_elements(preset, 916) + 2 * pad);
+  EXPECT_GE(elements, zero_step_traffic_elements(preset, 891));
+  EXPECT_LE(elements, zero_step_traffic_elements(preset, 891) + 2 * pad);
   if (n > 1) {  // ring wire bytes, converted to elements: 2 psi (N-1)/N
     const CollectiveStats t = ledger.total();
     const double wire = static_cast<double>(t.wire_bytes) / dtype_bytes(dtype, 1);
@@ -153,14 +168,8 @@ inline void check_overlap(ProcessGroup& group, bool overlap) {
   c.accumulation = 1;
   EngineRun run(group, c);
   ASSERT_GE(run.engine().buckets().size(), 3u);
-  // l1's weight is registered first, so it sits in the last bucket and gets its gradient last.
-  int64_t issued_before_last_grad = -1;
-  register_grad_ready_hook(run.model().l1.named_parameters()[0].second, [&](const Tensor&) {
-    issued_before_last_grad = group.ledger().stats(ShardingPlan::of(c.preset).shard_optimizer_state
-                                                       ? CollectiveKind::reduce_scatter
-                                                       : CollectiveKind::all_reduce).calls;
-  });
-  group.ledger().reset();
+  // The events are recorded as they happen: a hook's grad_ready, then the group call's return for
+  // bucket_issued. (The ledger cannot tell this: an MPI group records a collective on completion.)
   run.step(0);
   const std::vector<EngineEvent>& ev = run.engine().events();
   size_t first_issue = ev.size(), last_ready = 0;
@@ -170,13 +179,11 @@ inline void check_overlap(ProcessGroup& group, bool overlap) {
   }
   ASSERT_LT(first_issue, ev.size());
   EXPECT_EQ(ev[first_issue].index, 0);  // buckets go out in order
-  if (overlap) {
-    EXPECT_LT(first_issue, last_ready);
-    EXPECT_GE(issued_before_last_grad, static_cast<int64_t>(run.engine().buckets().size()) - 2);
-  } else {
-    EXPECT_GT(first_issue, last_ready);
-    EXPECT_EQ(issued_before_last_grad, 0);
-  }
+  if (overlap) EXPECT_LT(first_issue, last_ready);
+  else EXPECT_GT(first_issue, last_ready);
+  int issued = 0;
+  for (const EngineEvent& e : ev) issued += e.kind == EngineEvent::bucket_issued;
+  EXPECT_EQ(issued, static_cast<int>(run.engine().buckets().size()));
 }
 
 // Frozen parameters are not bucketed, reduced, sharded or stepped: they keep their storage and
@@ -189,7 +196,7 @@ inline void check_frozen(ProcessGroup& group, Preset preset) {
   const Tensor frozen = run.model().frozen.named_parameters()[0].second;
   const std::vector<double> frozen_before = frozen.to_double_vector();
   const void* frozen_data = frozen.raw_data();
-  EXPECT_EQ(run.engine().trained_numel(), 916);
+  EXPECT_EQ(run.engine().trained_numel(), 891);
   for (int s = 0; s < 2; ++s) run.step(s);
   EXPECT_EQ(frozen.to_double_vector(), frozen_before);
   EXPECT_EQ(frozen.raw_data(), frozen_data);
@@ -200,7 +207,7 @@ inline void check_frozen(ProcessGroup& group, Preset preset) {
   for (const BucketLayout& b : run.engine().buckets())
     expected += ShardingPlan::of(preset).shard_optimizer_state ? b.shard_numel : b.padded_numel;
   EXPECT_EQ(stepped, expected);
-  EXPECT_LT(stepped, 916 + 576);
+  EXPECT_LT(stepped, 891 + 576);
   EXPECT_LE(max_abs_difference(run.parameters(), reference_parameters(group.size(), c, 2)), kF32ParameterTolerance);
 }
 

@@ -86,7 +86,7 @@ TEST(EngineLocal, ParityBf16WithMasters) {
     RunConfig c;
     c.preset = p;
     c.dtype = DType::bf16;
-    check_parity(g, c, 3, kBf16ParameterTolerance);
+    check_parity(g, c);
   }
 }
 

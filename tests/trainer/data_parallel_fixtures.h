@@ -1,0 +1,139 @@
+// The Trainer driven by a data-parallel engine, as a check against any ProcessGroup (world size 1
+// in trainer_engine_test.cc, 2 and 4 ranks under mpirun in tests/distributed/engine_ranks/): it
+// matches the single-process Trainer on the global batch, and resumes exactly.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include <unistd.h>
+
+#include "distributed/data_parallel_setup.h"
+#include "tests/trainer/trainer_fixtures.h"
+
+namespace shardlab::train {
+
+// Rank r of W takes rows [r*B, (r+1)*B) of each global micro batch of W*B sequences, so the union
+// over ranks of micro batch k is CountingStream(W*B)'s micro batch k.
+class RankStream : public BatchStream {
+ public:
+  RankStream(int64_t per_batch, int rank, int world) : per_batch_(per_batch), rank_(rank), world_(world) {}
+  MicroBatch next() override {
+    CountingStream window(per_batch_);
+    window.restore(index_json((index_ * world_ + rank_) * per_batch_));
+    ++index_;
+    return window.next();
+  }
+  json::Value state() const override { return index_json(index_); }
+  void restore(const json::Value& state) override { index_ = state.at("index").as_int(); }
+
+ private:
+  static json::Value index_json(int64_t i) {
+    json::Value v = json::Value::object();
+    v.set("index", i);
+    return v;
+  }
+  int64_t per_batch_;
+  int rank_, world_;
+  int64_t index_ = 0;  // micro batches drawn
+};
+
+inline TrainerOptions dp_options(int64_t steps) {
+  TrainerOptions o;
+  o.max_steps = steps;
+  o.gradient_accumulation_steps = 2;
+  o.max_grad_norm = 1.0;
+  o.schedule = {nn::LrScheduleKind::cosine, 3e-3, 1, steps};
+  o.print_progress = false;
+  return o;
+}
+
+// The tiny Llama trained through the engine on this rank's share of the data.
+struct DataParallelTrainer {
+  DataParallelTrainer(dist::ProcessGroup& group, dist::Preset preset, DType dtype, TrainerOptions options)
+      : model(tiny(), 21), data(1, group.rank(), group.size()) {
+    model.to(dtype);
+    dist::DataParallelOptions o;
+    o.preset = preset;
+    o.reduce_bucket_size = 600;  // a handful of buckets for the ~3.6k-parameter model
+    const nn::PrecisionPolicy precision = nn::make_precision_policy(dtype == DType::bf16, dtype == DType::f16);
+    setup = dist::make_data_parallel(model.parameters(), group, o, precision, [](std::vector<Tensor> p) {
+      return std::make_unique<nn::AdamW>(std::move(p), 0.0);
+    });
+    trainer = std::make_unique<Trainer>(model, *setup.optimizer, data, std::move(options), std::function<double()>{},
+                                        MixedPrecision{nullptr, setup.scaler.get()}, setup.engine.get());
+  }
+  std::vector<std::vector<double>> parameters() const {
+    std::vector<std::vector<double>> out;
+    for (const Tensor& t : model.parameters()) out.push_back(t.to_double_vector());
+    return out;
+  }
+  models::LlamaForCausalLM model;
+  RankStream data;
+  dist::DataParallelSetup setup;
+  std::unique_ptr<Trainer> trainer;
+};
+
+inline double max_abs_difference(const std::vector<std::vector<double>>& a, const std::vector<std::vector<double>>& b) {
+  double worst = 0;
+  for (size_t t = 0; t < a.size(); ++t)
+    for (size_t i = 0; i < a[t].size(); ++i) worst = std::max(worst, std::abs(a[t][i] - b[t][i]));
+  return worst;
+}
+
+// NOTE [trainer parity tolerance]: as in tests/distributed/engine_checks.h, only summation order
+// differs (per-rank partial sums, a GEMM over B instead of W*B rows, the norm from bucket sums):
+// ~1e-7 relative per gradient; after 4 AdamW steps at lr <= 3e-3 that stays far below 2e-5, while a
+// wrong normalisation or a missing rank moves a parameter by ~lr.
+inline void check_trainer_matches_single_process(dist::ProcessGroup& group, dist::Preset preset) {
+  const int64_t steps = 4;
+  DataParallelTrainer dp(group, preset, DType::f32, dp_options(steps));
+  std::vector<double> losses, reference_losses;
+  for (int64_t s = 0; s < steps; ++s) losses.push_back(dp.trainer->step().loss);
+  models::LlamaForCausalLM ref(tiny(), 21);
+  nn::AdamW opt(ref.trainable_parameters(), 0.0);
+  CountingStream global(group.size());
+  Trainer t(ref, opt, global, dp_options(steps));
+  for (int64_t s = 0; s < steps; ++s) reference_losses.push_back(t.step().loss);
+  for (int64_t s = 0; s < steps; ++s) EXPECT_NEAR(losses[s], reference_losses[s], 1e-5) << "step " << s + 1;
+  std::vector<std::vector<double>> reference;
+  for (const Tensor& p : ref.parameters()) reference.push_back(p.to_double_vector());
+  const double diff = max_abs_difference(dp.parameters(), reference);
+  EXPECT_LE(diff, 2e-5) << dist::preset_name(preset) << " on " << group.size() << " ranks";
+  if (group.rank() == 0)
+    std::printf("trainer parity %s, %d ranks: losses %.6f .. %.6f, max |param - single process| = %.3g\n",
+                dist::preset_name(preset), group.size(), losses.front(), losses.back(), diff);
+}
+
+// 4 steps straight, or 2 steps + checkpoint + a fresh process state resumed for 2 more: the same
+// losses and bit-identical parameters (each rank reloads its own optimizer and master shard).
+inline void check_trainer_resumes_exactly(dist::ProcessGroup& group, dist::Preset preset, DType dtype) {
+  namespace fs = std::filesystem;
+  // One directory for all ranks: named after rank 0's pid.
+  const double pid = group.rank() == 0 ? static_cast<double>(::getpid()) : 0.0;
+  Tensor t = Tensor::from_vector({pid}, {1}, DType::f64);
+  group.all_reduce(t)->wait();
+  const fs::path dir = fs::temp_directory_path() / ("shardlab_dp_resume_" + std::to_string(static_cast<int64_t>(t.item())) +
+                                                    "_" + dist::preset_name(preset) + "_" + dtype_name(dtype));
+  TrainerOptions o = dp_options(4);
+  o.save_steps = 2;
+  o.output_dir = dir.string();
+  DataParallelTrainer straight(group, preset, dtype, o);
+  straight.trainer->run();
+  for (const char* f : {"model.safetensors", "trainer_state.json"})
+    EXPECT_TRUE(fs::exists(dir / "checkpoint-2" / f)) << f;
+  EXPECT_TRUE(fs::exists(dir / "checkpoint-2" / ("optimizer-rank-" + std::to_string(group.rank()) + ".safetensors")));
+  TrainerOptions o2 = dp_options(4);
+  DataParallelTrainer resumed(group, preset, dtype, o2);
+  resumed.trainer->load_checkpoint((dir / "checkpoint-2").string());
+  EXPECT_EQ(resumed.trainer->global_step(), 2);
+  const double loss3 = resumed.trainer->step().loss, loss4 = resumed.trainer->step().loss;
+  EXPECT_EQ(loss3, straight.trainer->history()[2].loss);
+  EXPECT_EQ(loss4, straight.trainer->history()[3].loss);
+  EXPECT_EQ(resumed.parameters(), straight.parameters());
+  group.barrier()->wait();
+  if (group.rank() == 0) fs::remove_all(dir);
+}
+
+}  // namespace shardlab::train
