@@ -1,12 +1,17 @@
 // shardlab train CONFIG.yaml: resolve the config, build tokenizer, model and data, train with
 // progress lines and checkpoints, then save the model (HF format), draw the loss curve, print the
 // memory ledger and, if asked, a generated sample. Everything is validated before anything is
-// written to output_dir.
+// written to output_dir. Under mpirun every rank trains its slice of each global batch through the
+// data-parallel engine (DDP, ZeRO-1/2 from the DeepSpeed stage); rank 0 alone prints and writes.
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 
 #include "core/memory_ledger.h"
+#include "distributed/comm_ledger.h"
+#include "distributed/data_parallel_setup.h"
+#include "distributed/init.h"
 #include "models/byte_tokenizer.h"
 #include "models/data_loader.h"
 #include "models/generate.h"
@@ -20,6 +25,7 @@
 #include "tools/cli/llama_from_config.h"
 #include "tools/cli/loss_plot.h"
 #include "tools/cli/train_adapter.h"
+#include "tools/config/deepspeed_config.h"
 #include "tools/config/train_config.h"
 #include "tools/trainer/trainer.h"
 
@@ -58,6 +64,40 @@ void reject_unsupported(const config::TrainConfig& cfg, const std::string& path)
   SL_CHECK(cfg.device != config::DeviceKind::cuda, path, ": device cuda: training on CUDA is not supported yet");
 }
 
+// Every rank's memory ledger (CPU; peak and, in parentheses, live MiB per tag), gathered into one
+// table for rank 0. Collective: every rank calls it.
+std::string per_rank_memory_table(dist::ProcessGroup& group) {
+  const DeviceMemory m = MemoryLedger::instance().snapshot(Device::cpu());
+  std::vector<int64_t> mine;
+  for (const TagBytes& t : m.tags) mine.insert(mine.end(), {t.peak, t.live});
+  mine.insert(mine.end(), {m.peak, m.live});
+  const auto n = static_cast<int64_t>(mine.size());
+  Tensor all = Tensor::zeros({n * group.size()}, DType::i64);
+  group.all_gather(all, Tensor::from_ints(mine, {n}))->wait();
+  const std::vector<int64_t> v = all.to_int_vector();
+  const auto mib = [](int64_t b) { return static_cast<double>(b) / (1024.0 * 1024.0); };
+  std::string out = "tag             ";
+  char cell[64];
+  for (int r = 0; r < group.size(); ++r) {
+    std::snprintf(cell, sizeof(cell), "  %20s", ("rank " + std::to_string(r)).c_str());
+    out += cell;
+  }
+  out += "\n";
+  for (int64_t row = 0; row <= kNumMemTags; ++row) {
+    bool used = row == kNumMemTags;
+    for (int r = 0; r < group.size(); ++r) used |= v[r * n + 2 * row] != 0;
+    if (!used) continue;
+    std::snprintf(cell, sizeof(cell), "%-16s", row == kNumMemTags ? "total" : mem_tag_name(static_cast<MemTag>(row)));
+    out += cell;
+    for (int r = 0; r < group.size(); ++r) {
+      std::snprintf(cell, sizeof(cell), "  %9.3f (%8.3f)", mib(v[r * n + 2 * row]), mib(v[r * n + 2 * row + 1]));
+      out += cell;
+    }
+    out += "\n";
+  }
+  return out;
+}
+
 }  // namespace
 
 int run_train(const std::vector<std::string>& argv) {
@@ -71,6 +111,12 @@ int run_train(const std::vector<std::string>& argv) {
   if (cfg.resume_from_checkpoint.empty() && fs::exists(out_dir) && !fs::is_empty(out_dir))
     SL_FAIL(config_path, ": output_dir '", cfg.output_dir,
             "' already has files; choose a new output_dir or set resume_from_checkpoint (nothing was changed)");
+  // The ranks of this run: the MPI world under mpirun (or any MPI launcher), else one process.
+  // Every rank builds the same model and data; rank 0 alone prints and writes output_dir.
+  dist::InitOptions init;
+  init.timeout = std::chrono::seconds(cfg.distributed.ddp_timeout_seconds);
+  const std::shared_ptr<dist::ProcessGroup> world = dist::init_process_group(init);
+  const bool rank0 = world->rank() == 0;
 
   // Tokenizer, model and data: all of it is built (and every error raised) before any write.
   auto tokenizer = make_tokenizer(cfg);
@@ -99,6 +145,11 @@ int run_train(const std::vector<std::string>& argv) {
            " tokens but the model's vocab_size is ", mc.vocab_size);
   SL_CHECK(cfg.sequence_len <= mc.max_position_embeddings, config_path, ": sequence_len ", cfg.sequence_len,
            " exceeds the model's max_position_embeddings ", mc.max_position_embeddings);
+  // train_batch_size against the world size, "auto" bucket sizes, ZeRO-3/offload (deepspeed_config.h).
+  const config::DistributedSettings ds = config::check_distributed_runtime(cfg, {world->size(), mc.hidden_size});
+  // The engine runs whenever there is more than one rank or a ZeRO stage is asked for; one process
+  // without a ZeRO stage keeps the plain path.
+  const bool data_parallel = world->size() > 1 || ds.zero_stage > 0;
 
   models::TextEncoder encoder;
   encoder.encode = [&](std::string_view text) { return tokenizer->encode(text, false); };
@@ -132,6 +183,10 @@ int run_train(const std::vector<std::string>& argv) {
   lo.pad_to_sequence_len = cfg.pad_to_sequence_len;
   lo.seed = static_cast<uint64_t>(cfg.seed);
   lo.pad_id = tokenizer->pad_id().value_or(0);
+  // NOTE [global batch layout] (data_loader.h): rank r takes rows [r*B, (r+1)*B) of each global
+  // micro batch of world_size*B rows, so the ranks together see one process's batch of that size.
+  lo.rank = world->rank();
+  lo.world_size = world->size();
   models::DataLoader train_loader(std::move(split.train), lo);
   const int64_t batches_per_epoch = train_loader.batches_in_epoch(0);
   SL_CHECK(batches_per_epoch >= cfg.gradient_accumulation_steps, config_path, ": one epoch has ", batches_per_epoch,
@@ -143,59 +198,86 @@ int run_train(const std::vector<std::string>& argv) {
     models::LoaderOptions vo = lo;
     vo.shuffle = false;
     vo.drop_last = false;
+    vo.rank = 0;  // every rank evaluates the whole validation set (same parameters, same result)
+    vo.world_size = 1;
     models::DataLoader val_loader(std::move(split.val), vo);
     for (int64_t i = 0; i < val_loader.batches_in_epoch(0); ++i)
       val_batches.push_back(LoaderStream::to_micro(val_loader.batch(0, i)));
   }
 
   // The resolved configuration and what it implies.
-  std::printf("%s", config::resolved_config_yaml(cfg, config_path).c_str());
-  const int64_t global_rows = cfg.micro_batch_size * cfg.gradient_accumulation_steps;
-  std::printf("# model: %ld parameters (%ld layers, hidden %ld, heads %ld/%ld, vocab %ld)\n",
-              static_cast<long>(model->num_parameters()), static_cast<long>(mc.num_hidden_layers),
-              static_cast<long>(mc.hidden_size), static_cast<long>(mc.num_attention_heads),
-              static_cast<long>(mc.num_key_value_heads), static_cast<long>(mc.vocab_size));
-  std::printf("# data: %ld records -> %ld train / %zu val samples (%ld truncated, %ld dropped)\n",
-              static_cast<long>(data.stats.records), static_cast<long>(train_loader.num_samples()), val_batches.size(),
-              static_cast<long>(data.stats.truncated),
-              static_cast<long>(data.stats.dropped_prompt_too_long + data.stats.dropped_no_targets));
-  if (adapter) std::printf("# %s\n", describe(cfg, *adapter, *model).c_str());
-  std::printf("# precision: %s\n", precision.describe().c_str());
-  std::printf("# global batch: %ld sequences (rows) = %ld tokens; %ld steps (%ld per epoch)\n",
-              static_cast<long>(global_rows), static_cast<long>(global_rows * cfg.sequence_len),
-              static_cast<long>(total_steps), static_cast<long>(steps_per_epoch));
-  std::fflush(stdout);
+  if (rank0) {
+    std::printf("%s", config::resolved_config_yaml(cfg, config_path).c_str());
+    const int64_t global_rows = cfg.micro_batch_size * cfg.gradient_accumulation_steps * world->size();
+    std::printf("# model: %ld parameters (%ld layers, hidden %ld, heads %ld/%ld, vocab %ld)\n",
+                static_cast<long>(model->num_parameters()), static_cast<long>(mc.num_hidden_layers),
+                static_cast<long>(mc.hidden_size), static_cast<long>(mc.num_attention_heads),
+                static_cast<long>(mc.num_key_value_heads), static_cast<long>(mc.vocab_size));
+    std::printf("# data: %ld records -> %ld train / %zu val samples (%ld truncated, %ld dropped)\n",
+                static_cast<long>(data.stats.records), static_cast<long>(train_loader.num_samples()), val_batches.size(),
+                static_cast<long>(data.stats.truncated),
+                static_cast<long>(data.stats.dropped_prompt_too_long + data.stats.dropped_no_targets));
+    if (adapter) std::printf("# %s\n", describe(cfg, *adapter, *model).c_str());
+    std::printf("# precision: %s\n", precision.describe().c_str());
+    std::printf("# global batch: %ld sequences (rows) = %ld tokens (micro_batch_size %ld x gradient_accumulation_steps "
+                "%ld x world size %d); %ld steps (%ld per epoch)\n",
+                static_cast<long>(global_rows), static_cast<long>(global_rows * cfg.sequence_len),
+                static_cast<long>(cfg.micro_batch_size), static_cast<long>(cfg.gradient_accumulation_steps),
+                world->size(), static_cast<long>(total_steps), static_cast<long>(steps_per_epoch));
+    std::fflush(stdout);
+  }
 
+  nn::LossScalerConfig sc;  // DeepSpeed's fp16 block, or its defaults
+  sc.loss_scale = cfg.loss_scaler.loss_scale;
+  sc.initial_scale_power = static_cast<int>(cfg.loss_scaler.initial_scale_power);
+  sc.loss_scale_window = cfg.loss_scaler.loss_scale_window;
+  sc.hysteresis = static_cast<int>(cfg.loss_scaler.hysteresis);
+  sc.consecutive_hysteresis = cfg.loss_scaler.consecutive_hysteresis;
+  sc.min_loss_scale = cfg.loss_scaler.min_loss_scale;
+  const auto make_optimizer = [&](std::vector<Tensor> stepped) -> std::unique_ptr<nn::Optimizer> {
+    switch (cfg.optimizer) {
+      case config::OptimizerKind::sgd:
+        return std::make_unique<nn::SGD>(std::move(stepped), cfg.learning_rate, 0.0, cfg.weight_decay);
+      case config::OptimizerKind::adamw_8bit:
+        return std::make_unique<nn::AdamW8bit>(std::move(stepped), cfg.learning_rate, cfg.adam_beta1, cfg.adam_beta2,
+                                               cfg.adam_epsilon, cfg.weight_decay);
+      case config::OptimizerKind::adamw:
+        break;
+    }
+    return std::make_unique<nn::AdamW>(std::move(stepped), cfg.learning_rate, cfg.adam_beta1, cfg.adam_beta2,
+                                       cfg.adam_epsilon, cfg.weight_decay);
+  };
   std::unique_ptr<nn::MasterWeights> masters;
   std::unique_ptr<nn::DynamicLossScaler> scaler;
-  std::vector<Tensor> stepped = model->trainable_parameters();
-  if (precision.uses_master_weights()) {
-    masters = std::make_unique<nn::MasterWeights>(stepped);
-    stepped = masters->masters();
-    if (precision.loss_scaling) {
-      nn::LossScalerConfig sc;  // DeepSpeed's fp16 block, or its defaults
-      sc.loss_scale = cfg.loss_scaler.loss_scale;
-      sc.initial_scale_power = static_cast<int>(cfg.loss_scaler.initial_scale_power);
-      sc.loss_scale_window = cfg.loss_scaler.loss_scale_window;
-      sc.hysteresis = static_cast<int>(cfg.loss_scaler.hysteresis);
-      sc.consecutive_hysteresis = cfg.loss_scaler.consecutive_hysteresis;
-      sc.min_loss_scale = cfg.loss_scaler.min_loss_scale;
-      scaler = std::make_unique<nn::DynamicLossScaler>(sc);
-    }
-  }
   std::unique_ptr<nn::Optimizer> optimizer;
-  switch (cfg.optimizer) {
-    case config::OptimizerKind::sgd:
-      optimizer = std::make_unique<nn::SGD>(stepped, cfg.learning_rate, 0.0, cfg.weight_decay);
-      break;
-    case config::OptimizerKind::adamw_8bit:
-      optimizer = std::make_unique<nn::AdamW8bit>(stepped, cfg.learning_rate, cfg.adam_beta1, cfg.adam_beta2,
-                                                  cfg.adam_epsilon, cfg.weight_decay);
-      break;
-    case config::OptimizerKind::adamw:
-      optimizer = std::make_unique<nn::AdamW>(stepped, cfg.learning_rate, cfg.adam_beta1, cfg.adam_beta2,
-                                              cfg.adam_epsilon, cfg.weight_decay);
-      break;
+  dist::DataParallelSetup dp;
+  if (data_parallel) {
+    // The engine broadcasts rank 0's parameters, keeps the (sharded) fp32 masters and the optimizer
+    // steps its shards. DeepSpeed's zero_optimization knobs when a JSON gives them, else the engine's.
+    dist::DataParallelOptions o;
+    o.preset = dist::preset_from_zero_stage(ds.zero_stage);
+    if (!cfg.deepspeed.empty()) {
+      o.reduce_bucket_size = *ds.reduce_bucket_size;
+      o.allgather_bucket_size = ds.allgather_bucket_size;
+      o.overlap_comm = ds.overlap_comm;
+    }
+    dp = dist::make_data_parallel(model->parameters(), *world, o, precision, make_optimizer, sc);
+    optimizer = std::move(dp.optimizer);
+    scaler = std::move(dp.scaler);
+    if (rank0)
+      std::printf("# data parallel: world size %d (%s), preset %s, reduce bucket %ld elements, all-gather bucket %ld "
+                  "elements, overlap_comm %s, collective timeout %ld s\n",
+                  world->size(), world->backend_name().c_str(), dist::preset_name(o.preset),
+                  static_cast<long>(o.reduce_bucket_size), static_cast<long>(o.allgather_bucket_size),
+                  o.overlap_comm ? "on" : "off", static_cast<long>(world->timeout().count() / 1000));
+  } else {
+    std::vector<Tensor> stepped = model->trainable_parameters();
+    if (precision.uses_master_weights()) {
+      masters = std::make_unique<nn::MasterWeights>(stepped);
+      stepped = masters->masters();
+      if (precision.loss_scaling) scaler = std::make_unique<nn::DynamicLossScaler>(sc);
+    }
+    optimizer = make_optimizer(std::move(stepped));
   }
   train::TrainerOptions to;
   to.max_steps = total_steps;
@@ -218,13 +300,17 @@ int run_train(const std::vector<std::string>& argv) {
   LoaderStream stream(train_loader);
   std::function<double()> eval_fn;
   if (!val_batches.empty()) eval_fn = [&] { return train::evaluate(*model, val_batches); };
-  train::Trainer trainer(*model, *optimizer, stream, to, eval_fn, {masters.get(), scaler.get()});
+  train::Trainer trainer(*model, *optimizer, stream, to, eval_fn, {masters.get(), scaler.get()}, dp.engine.get());
   if (!cfg.resume_from_checkpoint.empty()) {
     trainer.load_checkpoint(cfg.resume_from_checkpoint);
-    std::printf("# resumed from %s at step %ld\n", cfg.resume_from_checkpoint.c_str(),
-                static_cast<long>(trainer.global_step()));
+    if (rank0)
+      std::printf("# resumed from %s at step %ld\n", cfg.resume_from_checkpoint.c_str(),
+                  static_cast<long>(trainer.global_step()));
   }
   trainer.run();
+  // Collective: every rank contributes its ledger before rank 0 prints.
+  const std::string memory_table = per_rank_memory_table(*world);
+  if (!rank0) return 0;
 
   // The final model, loadable by `shardlab eval/generate` and by Hugging Face; for an adapter run
   // the PEFT adapter (`shardlab merge` folds it into the base).
@@ -239,7 +325,8 @@ int run_train(const std::vector<std::string>& argv) {
   std::vector<double> losses;
   for (const train::StepStats& s : trainer.history()) losses.push_back(s.loss);
   std::printf("\nloss curve (training loss per step):\n%s", ascii_plot(losses).c_str());
-  std::printf("\nmemory ledger (this process):\n%s", MemoryLedger::instance().table().c_str());
+  std::printf("\nmemory ledger per rank (peak MiB, live at the end in parentheses):\n%s", memory_table.c_str());
+  std::printf("\ncommunication ledger (rank 0, world size %d):\n%s", world->size(), world->ledger().table().c_str());
   std::printf("\n%s saved to %s\n", adapter ? "adapter" : "model", cfg.output_dir.c_str());
   if (cfg.generate_after_training) {
     models::GenerateOptions g;

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# `mpirun -np 2 shardlab train` end to end: a ZeRO-2 DeepSpeed config trains on 2 ranks, rank 0
+# alone prints and writes, and its step-1 loss equals a single process's on the same global batch
+# (micro_batch_size 2 x 2 ranks = one process with micro_batch_size 4); a train_batch_size that
+# contradicts micro x accumulation x world size, and ZeRO-3, fail with one clear message.
+#   tests/cli/mpi_train_test.sh path/to/shardlab
+# Tolerance: the step-1 loss is computed from identical parameters on identical rows; only the
+# order in which per-rank token-loss sums are added differs, so f32 rounding bounds the
+# difference: |a - b| <= 1e-5 x max(1, |b|).
+set -uo pipefail
+SHARDLAB=$(realpath "$1")
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+cd "$WORK"
+MPIRUN=(mpirun --oversubscribe --allow-run-as-root -np 2 -x OMP_NUM_THREADS=1)
+passed=0
+failed=0
+ok() { passed=$((passed + 1)); echo "ok: $1"; }
+bad() { failed=$((failed + 1)); echo "FAIL: $1"; }
+
+head -n 64 "$ROOT/configs/data/tinyworld.jsonl" > corpus.jsonl
+cp "$ROOT/tests/tools/deepspeed/zero2_no_offload.json" zero2.json
+write_config() {  # write_config FILE [extra yaml lines...]
+  local f=$1; shift
+  cat > "$f" <<YAML
+model_config:
+  hidden_size: 32
+  intermediate_size: 64
+  num_hidden_layers: 2
+  num_attention_heads: 4
+  num_key_value_heads: 2
+  max_position_embeddings: 64
+tokenizer: byte
+datasets:
+  - path: corpus.jsonl
+    type: completion
+sequence_len: 64
+max_steps: 3
+learning_rate: 0.005
+lr_scheduler: constant
+logging_steps: 1
+YAML
+  for line in "$@"; do echo "$line" >> "$f"; done
+}
+step1_loss() { grep -o '"loss":[^,}]*' "$1/log.jsonl" | head -1 | cut -d: -f2; }
+
+# 1. Two ranks with ZeRO-2, and one process on the same global batch.
+write_config two.yaml "output_dir: run2" "micro_batch_size: 2" "deepspeed: zero2.json"
+if "${MPIRUN[@]}" "$SHARDLAB" train two.yaml > two.log 2> two.err; then ok "mpirun -np 2 train (zero2) runs"
+else bad "mpirun -np 2 train: $(tail -5 two.err)"; fi
+write_config one.yaml "output_dir: run1" "micro_batch_size: 4"
+if "$SHARDLAB" train one.yaml > one.log 2> one.err; then ok "single-process train runs"
+else bad "single-process train: $(tail -3 one.err)"; fi
+
+for f in config.json model.safetensors log.jsonl; do
+  [ -s "run2/$f" ] && ok "rank 0 wrote $f" || bad "run2/$f missing"
+done
+n=$(grep -c '^step 1/3' two.log)
+[ "$n" -eq 1 ] && ok "one progress line per step (rank 0 only)" || bad "step 1 printed $n times"
+grep -q 'world size 2' two.log && grep -q 'zero2' two.log && ok "the run names world size 2 and zero2" \
+  || bad "no 'world size 2' / 'zero2' line in the output"
+grep -q 'memory ledger' two.log && grep -qi 'rank 1' two.log && ok "per-rank memory ledger printed" \
+  || bad "no per-rank memory ledger"
+grep -qi 'communication' two.log && grep -q 'reduce_scatter' two.log && ok "communication ledger printed" \
+  || bad "no communication ledger with reduce_scatter"
+
+a=$(step1_loss run2)
+b=$(step1_loss run1)
+if [ -n "$a" ] && [ -n "$b" ] && awk -v a="$a" -v b="$b" \
+     'BEGIN { d = a - b; if (d < 0) d = -d; m = b < 0 ? -b : b; if (m < 1) m = 1; exit !(d <= 1e-5 * m) }'; then
+  ok "step-1 loss: 2 ranks $a = 1 process $b (within 1e-5 relative)"
+else bad "step-1 loss differs: 2 ranks '$a' vs 1 process '$b'"; fi
+
+# 2. World size 1 without mpirun takes the same ZeRO config.
+write_config solo.yaml "output_dir: run_solo" "micro_batch_size: 4" "deepspeed: zero2.json"
+if "$SHARDLAB" train solo.yaml > solo.log 2> solo.err; then ok "zero2 config without mpirun (world size 1)"
+else bad "zero2 without mpirun: $(tail -3 solo.err)"; fi
+
+# 3. Errors: a contradicting train_batch_size names both keys and the three factors; ZeRO-3 waits
+# for Distributed II. Nothing is written to output_dir.
+printf '{"train_batch_size": 6, "zero_optimization": {"stage": 1}}\n' > bad_batch.json
+write_config bad.yaml "output_dir: run_bad" "micro_batch_size: 2" "gradient_accumulation_steps: 2" "deepspeed: bad_batch.json"
+"${MPIRUN[@]}" "$SHARDLAB" train bad.yaml > bad.log 2> bad.err
+code=$?
+if [ "$code" -ne 0 ] && grep -qF "train_batch_size is 6 but train_micro_batch_size_per_gpu (micro_batch_size) 2 x gradient_accumulation_steps 2 x world size 2 = 8" bad.err; then
+  ok "train_batch_size contradiction fails clearly"
+else bad "train_batch_size contradiction (exit $code): $(head -c 400 bad.err)"; fi
+[ ! -e run_bad ] && ok "contradiction: output_dir not created" || bad "contradiction: output_dir created"
+
+cp "$ROOT/tests/tools/deepspeed/axolotl_zero3.json" zero3.json
+write_config z3.yaml "output_dir: run_z3" "deepspeed: zero3.json"
+"${MPIRUN[@]}" "$SHARDLAB" train z3.yaml > z3.log 2> z3.err
+code=$?
+if [ "$code" -ne 0 ] && grep -qF "ZeRO-3 arrives with Distributed II" z3.err; then ok "ZeRO-3 config fails clearly"
+else bad "ZeRO-3 (exit $code): $(head -c 400 z3.err)"; fi
+
+echo "passed $passed, failed $failed"
+[ "$failed" -eq 0 ]
