@@ -46,8 +46,10 @@ YAML
 step1_loss() { grep -o '"loss":[^,}]*' "$1/log.jsonl" | head -1 | cut -d: -f2; }
 
 # 1. Two ranks with ZeRO-2, and one process on the same global batch.
-write_config two.yaml "output_dir: run2" "micro_batch_size: 2" "deepspeed: zero2.json"
-if "${MPIRUN[@]}" "$SHARDLAB" train two.yaml > two.log 2> two.err; then ok "mpirun -np 2 train (zero2) runs"
+write_config two.yaml "output_dir: run2" "micro_batch_size: 2" "deepspeed: zero2.json" "ddp_timeout: 77" "save_steps: 2"
+# ddp_timeout sets the collective timeout (the environment's SHARDLAB_COLLECTIVE_TIMEOUT_S would override it).
+if env -u SHARDLAB_COLLECTIVE_TIMEOUT_S "${MPIRUN[@]}" "$SHARDLAB" train two.yaml > two.log 2> two.err; then
+  ok "mpirun -np 2 train (zero2) runs"
 else bad "mpirun -np 2 train: $(tail -5 two.err)"; fi
 write_config one.yaml "output_dir: run1" "micro_batch_size: 4"
 if "$SHARDLAB" train one.yaml > one.log 2> one.err; then ok "single-process train runs"
@@ -58,8 +60,9 @@ for f in config.json model.safetensors log.jsonl; do
 done
 n=$(grep -c '^step 1/3' two.log)
 [ "$n" -eq 1 ] && ok "one progress line per step (rank 0 only)" || bad "step 1 printed $n times"
-grep -q 'world size 2' two.log && grep -q 'zero2' two.log && ok "the run names world size 2 and zero2" \
-  || bad "no 'world size 2' / 'zero2' line in the output"
+grep -q 'world size 2 (mpi), preset zero2' two.log && ok "the run names world size 2 and zero2" \
+  || bad "no 'world size 2 (mpi), preset zero2' line in the output"
+grep -q 'collective timeout 77 s' two.log && ok "ddp_timeout sets the collective timeout" || bad "ddp_timeout not applied"
 grep -q 'memory ledger' two.log && grep -qi 'rank 1' two.log && ok "per-rank memory ledger printed" \
   || bad "no per-rank memory ledger"
 grep -qi 'communication' two.log && grep -q 'reduce_scatter' two.log && ok "communication ledger printed" \
@@ -71,6 +74,16 @@ if [ -n "$a" ] && [ -n "$b" ] && awk -v a="$a" -v b="$b" \
      'BEGIN { d = a - b; if (d < 0) d = -d; m = b < 0 ? -b : b; if (m < 1) m = 1; exit !(d <= 1e-5 * m) }'; then
   ok "step-1 loss: 2 ranks $a = 1 process $b (within 1e-5 relative)"
 else bad "step-1 loss differs: 2 ranks '$a' vs 1 process '$b'"; fi
+
+# Resuming the 2-rank run from its step-2 checkpoint (one optimizer shard and data position per
+# rank) reproduces step 3 exactly.
+write_config resume.yaml "output_dir: run2r" "micro_batch_size: 2" "deepspeed: zero2.json" \
+  "resume_from_checkpoint: run2/checkpoint-2"
+if "${MPIRUN[@]}" "$SHARDLAB" train resume.yaml > resume.log 2> resume.err; then
+  a=$(grep -o '"loss":[^,}]*' run2/log.jsonl | sed -n 3p)
+  b=$(grep -o '"loss":[^,}]*' run2r/log.jsonl | tail -1)
+  [ -n "$a" ] && [ "$a" = "$b" ] && ok "2-rank resume reproduces step 3 ($a)" || bad "resumed step 3 '$b' != '$a'"
+else bad "2-rank resume: $(tail -3 resume.err)"; fi
 
 # 2. World size 1 without mpirun takes the same ZeRO config.
 write_config solo.yaml "output_dir: run_solo" "micro_batch_size: 4" "deepspeed: zero2.json"
