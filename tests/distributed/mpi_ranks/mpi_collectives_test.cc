@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <array>
 #include <chrono>
 #include <cmath>
 
@@ -50,6 +51,31 @@ TEST(MpiCollectives, AllReduceSumHasClosedForm) {
   Tensor t = filled(5, DType::f64, [&](int64_t j) { return g.rank() * 100.0 + j; });
   g.all_reduce(t)->wait();
   for (int64_t j = 0; j < 5; ++j) EXPECT_EQ(t.to_double_vector()[j], 50.0 * n * (n - 1) + n * j);
+}
+
+TEST(MpiCollectives, SixteenBitSumsRoundOnce) {
+  // Rank 0 holds 256, the others 1: the exact sum 256 + (n - 1) rounded once. Adding in bf16 hop by
+  // hop would give 256 or 258 for n = 4 (257 and 259 are ties that round to even), whatever the order.
+  ProcessGroup& g = world();
+  const int n = g.size();
+  for (DType dtype : {DType::bf16, DType::f16}) {
+    Tensor t = Tensor::full({4}, g.rank() == 0 ? 256.0 : 1.0, dtype);
+    g.all_reduce(t)->wait();
+    const double once = testing::stored({256.0 + (n - 1)}, dtype)[0];
+    EXPECT_EQ(t.to_double_vector(), std::vector<double>(4, once)) << dtype_name(dtype);
+  }
+  if (n == 4) {
+    EXPECT_EQ(testing::stored({259.0}, DType::bf16)[0], 260.0);
+  }
+}
+
+TEST(MpiCollectives, IntegerAvgTruncatesLikeCpp) {
+  ProcessGroup& g = world();
+  const int n = g.size();
+  Tensor t = Tensor::full({2}, g.rank(), DType::i64);
+  g.all_reduce(t, ReduceOp::avg)->wait();
+  const int64_t sum = static_cast<int64_t>(n) * (n - 1) / 2;  // 1 for n = 2, 6 for n = 4
+  EXPECT_EQ(t.to_double_vector(), std::vector<double>(2, static_cast<double>(sum / n)));
 }
 
 TEST(MpiCollectives, ReduceScatterGivesRankRItsReducedChunk) {
@@ -160,8 +186,10 @@ TEST(MpiCollectives, LedgerCountsHandComputedBytes) {
   g.all_gather(full, shard)->wait();
   g.broadcast(grads, 0)->wait();
   // Ring figures: all_reduce 2(n-1)/n x 4000; reduce_scatter and all_gather (n-1)/n x 500 n.
-  const int64_t all_reduce_wire = n == 2 ? 4000 : 6000;
-  const int64_t gather_wire = n == 2 ? 500 : 1500;
+  // n = 2: 4000 and 500; n = 3: 5333 (rounded down) and 1000; n = 4: 6000 and 1500.
+  ASSERT_TRUE(n >= 2 && n <= 4) << "hand-computed figures exist for 2 to 4 ranks";
+  const int64_t all_reduce_wire = std::array<int64_t, 3>{4000, 5333, 6000}[n - 2];
+  const int64_t gather_wire = std::array<int64_t, 3>{500, 1000, 1500}[n - 2];
   EXPECT_EQ(g.ledger().stats(CollectiveKind::all_reduce).payload_bytes, 4000);
   EXPECT_EQ(g.ledger().stats(CollectiveKind::all_reduce).wire_bytes, all_reduce_wire);
   EXPECT_EQ(g.ledger().stats(CollectiveKind::reduce_scatter).payload_bytes, 500 * n);
