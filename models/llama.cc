@@ -12,16 +12,27 @@ namespace shardlab::models {
 namespace {
 // Seeds for the parameters of layer `layer`: distinct, fixed streams per projection.
 uint64_t layer_seed(uint64_t seed, int64_t layer, int64_t slot) { return seed * 1000003ULL + layer * 16 + slot + 1; }
+
+// Child `name` of the module at `prefix`: from the factory when there is one, else a seeded Linear.
+std::shared_ptr<nn::UnaryModule> projection(const LlamaConfig& c, const ProjectionFactory& make, const std::string& prefix,
+                                            const std::string& name, int64_t in, int64_t out, uint64_t seed) {
+  if (make) {
+    auto module = make(prefix.empty() ? name : prefix + "." + name, in, out);
+    SL_CHECK(module != nullptr, "llama: the projection factory returned nothing for '", prefix, ".", name, "'");
+    return module;
+  }
+  return std::make_shared<nn::Linear>(in, out, false, seed, c.torch_dtype, c.initializer_range);
+}
 }  // namespace
 
-LlamaAttention::LlamaAttention(const LlamaConfig& c, uint64_t seed) : Module("LlamaAttention"), config_(c) {
+LlamaAttention::LlamaAttention(const LlamaConfig& c, uint64_t seed, const std::string& prefix,
+                               const ProjectionFactory& make)
+    : Module("LlamaAttention"), config_(c) {
   const int64_t d = c.resolved_head_dim();
-  const DType dt = c.torch_dtype;
-  const double std = c.initializer_range;
-  register_module("q_proj", std::make_shared<nn::Linear>(c.hidden_size, c.num_attention_heads * d, false, seed + 0, dt, std));
-  register_module("k_proj", std::make_shared<nn::Linear>(c.hidden_size, c.num_key_value_heads * d, false, seed + 1, dt, std));
-  register_module("v_proj", std::make_shared<nn::Linear>(c.hidden_size, c.num_key_value_heads * d, false, seed + 2, dt, std));
-  register_module("o_proj", std::make_shared<nn::Linear>(c.num_attention_heads * d, c.hidden_size, false, seed + 3, dt, std));
+  register_module("q_proj", projection(c, make, prefix, "q_proj", c.hidden_size, c.num_attention_heads * d, seed + 0));
+  register_module("k_proj", projection(c, make, prefix, "k_proj", c.hidden_size, c.num_key_value_heads * d, seed + 1));
+  register_module("v_proj", projection(c, make, prefix, "v_proj", c.hidden_size, c.num_key_value_heads * d, seed + 2));
+  register_module("o_proj", projection(c, make, prefix, "o_proj", c.num_attention_heads * d, c.hidden_size, seed + 3));
 }
 
 Tensor LlamaAttention::forward(const Tensor& x, const Tensor& positions, const Tensor& segment_ids,
@@ -49,19 +60,20 @@ Tensor LlamaAttention::forward(const Tensor& x, const Tensor& positions, const T
   return unary_child("o_proj")(merged);
 }
 
-LlamaMLP::LlamaMLP(const LlamaConfig& c, uint64_t seed) : UnaryModule("LlamaMLP") {
-  const DType dt = c.torch_dtype;
-  const double std = c.initializer_range;
-  register_module("gate_proj", std::make_shared<nn::Linear>(c.hidden_size, c.intermediate_size, false, seed + 4, dt, std));
-  register_module("up_proj", std::make_shared<nn::Linear>(c.hidden_size, c.intermediate_size, false, seed + 5, dt, std));
-  register_module("down_proj", std::make_shared<nn::Linear>(c.intermediate_size, c.hidden_size, false, seed + 6, dt, std));
+LlamaMLP::LlamaMLP(const LlamaConfig& c, uint64_t seed, const std::string& prefix, const ProjectionFactory& make)
+    : UnaryModule("LlamaMLP") {
+  register_module("gate_proj", projection(c, make, prefix, "gate_proj", c.hidden_size, c.intermediate_size, seed + 4));
+  register_module("up_proj", projection(c, make, prefix, "up_proj", c.hidden_size, c.intermediate_size, seed + 5));
+  register_module("down_proj", projection(c, make, prefix, "down_proj", c.intermediate_size, c.hidden_size, seed + 6));
 }
 
 Tensor LlamaMLP::forward(const Tensor& x) { return unary_child("down_proj")(swiglu(unary_child("gate_proj")(x), unary_child("up_proj")(x))); }
 
-LlamaDecoderLayer::LlamaDecoderLayer(const LlamaConfig& c, uint64_t seed) : Module("LlamaDecoderLayer") {
-  self_attn_ = register_module("self_attn", std::make_shared<LlamaAttention>(c, seed));
-  mlp_ = register_module("mlp", std::make_shared<LlamaMLP>(c, seed));
+LlamaDecoderLayer::LlamaDecoderLayer(const LlamaConfig& c, uint64_t seed, const std::string& prefix,
+                                     const ProjectionFactory& make)
+    : Module("LlamaDecoderLayer") {
+  self_attn_ = register_module("self_attn", std::make_shared<LlamaAttention>(c, seed, prefix + ".self_attn", make));
+  mlp_ = register_module("mlp", std::make_shared<LlamaMLP>(c, seed, prefix + ".mlp", make));
   input_layernorm_ = register_module("input_layernorm", std::make_shared<nn::RMSNorm>(c.hidden_size, c.rms_norm_eps, c.torch_dtype));
   post_attention_layernorm_ =
       register_module("post_attention_layernorm", std::make_shared<nn::RMSNorm>(c.hidden_size, c.rms_norm_eps, c.torch_dtype));
@@ -73,11 +85,13 @@ Tensor LlamaDecoderLayer::forward(const Tensor& x, const Tensor& positions, cons
   return h + (*mlp_)((*post_attention_layernorm_)(h));
 }
 
-LlamaModel::LlamaModel(const LlamaConfig& c, uint64_t seed) : Module("LlamaModel"), config_(c) {
+LlamaModel::LlamaModel(const LlamaConfig& c, uint64_t seed, const ProjectionFactory& make)
+    : Module("LlamaModel"), config_(c) {
   embed_tokens_ = register_module("embed_tokens", std::make_shared<nn::Embedding>(c.vocab_size, c.hidden_size, seed,
                                                                                   c.torch_dtype, c.initializer_range));
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
-    layers_.push_back(std::make_shared<LlamaDecoderLayer>(c, layer_seed(seed, i, 0)));
+    layers_.push_back(
+        std::make_shared<LlamaDecoderLayer>(c, layer_seed(seed, i, 0), "model.layers." + std::to_string(i), make));
   }
   auto list = std::make_shared<nn::ModuleList>();
   for (auto& layer : layers_) list->append(layer);
@@ -114,9 +128,10 @@ Tensor LlamaModel::forward(const LlamaInputs& in) {
   return (*norm_)(x);
 }
 
-LlamaForCausalLM::LlamaForCausalLM(const LlamaConfig& c, uint64_t seed) : Module("LlamaForCausalLM"), config_(c) {
+LlamaForCausalLM::LlamaForCausalLM(const LlamaConfig& c, uint64_t seed, const ProjectionFactory& make)
+    : Module("LlamaForCausalLM"), config_(c) {
   c.validate();
-  model_ = register_module("model", std::make_shared<LlamaModel>(c, seed));
+  model_ = register_module("model", std::make_shared<LlamaModel>(c, seed, make));
   if (!c.tie_word_embeddings) {
     register_module("lm_head", std::make_shared<nn::Linear>(c.hidden_size, c.vocab_size, false, seed + 999983ULL,
                                                            c.torch_dtype, c.initializer_range));

@@ -3,7 +3,9 @@
 //   input_layernorm, post_attention_layernorm}.weight, model.norm.weight, lm_head.weight.
 #pragma once
 
+#include <functional>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "models/llama_config.h"
@@ -32,9 +34,19 @@ struct LlamaInputs {
   KvCache* cache = nullptr;
 };
 
+// Builds one decoder-layer projection: `name` is its dotted path in the model
+// ("model.layers.3.self_attn.q_proj"), the module maps in_features -> out_features. Left empty, the
+// model builds an nn::Linear initialised from its seed. QLoRA's loader (models/llama_quantize.h)
+// passes one that reads that projection's weight from the checkpoint and quantizes it, so the
+// full-precision projections never exist all at once.
+using ProjectionFactory =
+    std::function<std::shared_ptr<nn::UnaryModule>(const std::string& name, int64_t in_features, int64_t out_features)>;
+
 class LlamaAttention : public nn::Module {
  public:
-  LlamaAttention(const LlamaConfig& config, uint64_t seed);
+  // `prefix` is this module's dotted path, for make_projection's names.
+  LlamaAttention(const LlamaConfig& config, uint64_t seed, const std::string& prefix = "",
+                 const ProjectionFactory& make_projection = {});
   Tensor forward(const Tensor& x, const Tensor& positions, const Tensor& segment_ids,
                  KvCache::Layer* cache = nullptr);  // (B, T, C)
 
@@ -45,14 +57,16 @@ class LlamaAttention : public nn::Module {
 
 class LlamaMLP : public nn::UnaryModule {
  public:
-  LlamaMLP(const LlamaConfig& config, uint64_t seed);
+  LlamaMLP(const LlamaConfig& config, uint64_t seed, const std::string& prefix = "",
+           const ProjectionFactory& make_projection = {});
   Tensor forward(const Tensor& x) override;  // down(silu(gate(x)) * up(x))
   // gate_proj, up_proj, down_proj are children looked up at call time (LoRA/QLoRA replace them).
 };
 
 class LlamaDecoderLayer : public nn::Module {
  public:
-  LlamaDecoderLayer(const LlamaConfig& config, uint64_t seed);
+  LlamaDecoderLayer(const LlamaConfig& config, uint64_t seed, const std::string& prefix = "",
+                    const ProjectionFactory& make_projection = {});
   Tensor forward(const Tensor& x, const Tensor& positions, const Tensor& segment_ids,
                  KvCache::Layer* cache = nullptr);
 
@@ -64,7 +78,7 @@ class LlamaDecoderLayer : public nn::Module {
 
 class LlamaModel : public nn::Module {
  public:
-  LlamaModel(const LlamaConfig& config, uint64_t seed);
+  LlamaModel(const LlamaConfig& config, uint64_t seed, const ProjectionFactory& make_projection = {});
   Tensor forward(const LlamaInputs& inputs);  // hidden states (B, T, C)
   nn::Embedding& embed_tokens() { return *embed_tokens_; }
   const std::vector<std::shared_ptr<LlamaDecoderLayer>>& layers() const { return layers_; }
@@ -84,8 +98,9 @@ class LlamaModel : public nn::Module {
 class LlamaForCausalLM : public nn::Module {
  public:
   // Weights initialised as Hugging Face does: N(0, initializer_range) for linears and embeddings,
-  // ones for norms; `seed` makes them reproducible.
-  LlamaForCausalLM(const LlamaConfig& config, uint64_t seed);
+  // ones for norms; `seed` makes them reproducible. make_projection, when set, builds the
+  // decoder-layer projections instead (see ProjectionFactory).
+  LlamaForCausalLM(const LlamaConfig& config, uint64_t seed, const ProjectionFactory& make_projection = {});
   const LlamaConfig& config() const { return config_; }
   Tensor logits(const LlamaInputs& inputs);  // (B, T, V)
   // Sum over target tokens of the next-token cross-entropy, with HF's shift: logits at t predict
