@@ -106,6 +106,10 @@ MpiProcessGroup::MpiProcessGroup(int rank, std::vector<int> world_ranks, std::st
   set_timeout(timeout);
 }
 
+MpiProcessGroup::~MpiProcessGroup() {
+  MpiRuntime::get().post([comm = comm_]() mutable { MPI_Comm_free(&comm); });
+}
+
 std::shared_ptr<MpiProcessGroup> MpiProcessGroup::world(std::chrono::milliseconds timeout,
                                                         std::shared_ptr<CommLedger> ledger) {
   MpiRuntime& runtime = MpiRuntime::get();

@@ -21,7 +21,12 @@ class MpiProcessGroup final : public ProcessGroup {
   static std::shared_ptr<MpiProcessGroup> world(std::chrono::milliseconds timeout,
                                                 std::shared_ptr<CommLedger> ledger = nullptr);
 
+  // Frees the communicator on the communication thread, after the collectives already queued on it.
+  ~MpiProcessGroup() override;
+
   std::string backend_name() const override { return "mpi"; }
+  // Collectives are posted in call order, and every rank must call them in the same order: issue a
+  // group's collectives from one thread (or serialise the callers).
   // Reductions: f32, f64, i32, i64, u8, i8 natively; bf16 and f16 are summed in f32 and rounded once
   // (see NOTE [16-bit reductions]). avg = sum, then divided by size() (integers: truncating, as C++).
   WorkHandle all_reduce(Tensor tensor, ReduceOp op) override;

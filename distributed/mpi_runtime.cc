@@ -37,7 +37,7 @@ constexpr auto kReportSlack = std::chrono::seconds(10);
 // Polling back-off while collectives are in flight: short enough for latency, long enough not to
 // starve compute on oversubscribed cores.
 constexpr auto kMinPoll = std::chrono::microseconds(10);
-constexpr auto kMaxPoll = std::chrono::microseconds(500);
+constexpr auto kMaxPoll = std::chrono::microseconds(100);
 
 double seconds_since(CommClock::time_point t) {
   return std::chrono::duration<double>(CommClock::now() - t).count();
@@ -211,16 +211,20 @@ void MpiRuntime::run(const std::string& what, std::chrono::milliseconds timeout,
     done->error = error;
     done->cv.notify_all();
   };
-  {
-    std::lock_guard<std::mutex> lock(state_->mutex);
-    state_->queued.push_back({{}, std::move(task)});
-  }
-  state_->wake.notify_one();
+  post(std::move(task));
   std::unique_lock<std::mutex> lock(done->mutex);
   if (!done->cv.wait_for(lock, timeout, [&] { return done->done; }))
     terminate("rank " + std::to_string(world_rank_) + ": " + what + " did not complete within " +
               human_seconds(timeout.count() / 1000.0) + ": a peer rank died or hung");
   if (done->error) std::rethrow_exception(done->error);
+}
+
+void MpiRuntime::post(std::function<void()> fn) {
+  {
+    std::lock_guard<std::mutex> lock(state_->mutex);
+    state_->queued.push_back({{}, std::move(fn)});
+  }
+  state_->wake.notify_one();
 }
 
 void MpiRuntime::loop() {

@@ -78,6 +78,9 @@ class MpiRuntime {
   // Runs blocking MPI calls (creating a communicator) on the communication thread and waits for
   // them; past `timeout` the process is terminated with a message naming `what`.
   void run(const std::string& what, std::chrono::milliseconds timeout, std::function<void()> fn);
+  // Queues `fn` (local MPI calls such as freeing a communicator) without waiting for it. After
+  // shutdown it never runs, which is fine for what MPI_Finalize cleans up anyway.
+  void post(std::function<void()> fn);
 
   // Prints `message`, waits a moment so a thread unwinding from wait() can report it too, then
   // aborts the whole job (MPI_Abort): after a lost peer MPI cannot be used or finalised.
