@@ -8,6 +8,7 @@
 #include "autograd/grad_mode.h"
 #include "nn/dropout.h"
 #include "nn/linear.h"
+#include "nn/nf4_linear.h"
 
 namespace shardlab::nn {
 
@@ -18,10 +19,13 @@ struct Features {
   DType dtype;  // what the LoRA path computes in
 };
 
-// The layers LoRA can wrap, with their sizes.
+// The layers LoRA can wrap, with their sizes: a full-precision Linear (the adapter computes in its
+// weight's dtype) and QLoRA's 4-bit base (in its compute dtype).
 std::optional<Features> linear_features(const Module& m) {
   if (const auto* linear = dynamic_cast<const Linear*>(&m))
     return Features{linear->in_features(), linear->out_features(), linear->named_parameters().front().second.dtype()};
+  if (const auto* nf4 = dynamic_cast<const Nf4Linear*>(&m))
+    return Features{nf4->in_features(), nf4->out_features(), nf4->compute_dtype()};
   return std::nullopt;
 }
 
