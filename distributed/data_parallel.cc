@@ -168,6 +168,28 @@ void DataParallelEngine::issue(int bucket) {
       break;
   }
   record(EngineEvent::bucket_issued, bucket);
+  finish_completed_buckets();
+}
+
+void DataParallelEngine::finish_completed_buckets() {
+  while (next_to_finish_ < next_to_issue_ && state_[next_to_finish_]->work->is_completed())
+    finish_bucket(next_to_finish_++);
+}
+
+void DataParallelEngine::finish_bucket(int bucket) {
+  NoGradGuard no_grad;
+  BucketState& st = *state_[bucket];
+  st.work->wait();
+  st.work.reset();
+  record(EngineEvent::bucket_reduced, bucket);
+  if (options_.preset == Preset::zero1) {
+    // Keep the reduced shard in this rank's part of the (replicated-size) gradient buffer.
+    const BucketLayout& L = layout_[bucket];
+    ops::copy_(ops::narrow(st.grads, 0, L.shard_offset(group_.rank()), L.shard_numel), st.grad_shard);
+    st.grad_shard = Tensor();
+  } else if (options_.preset == Preset::zero2) {
+    st.grads = Tensor();
+  }
 }
 
 void DataParallelEngine::wait_for_gradients() {
@@ -183,24 +205,15 @@ void DataParallelEngine::wait_for_gradients() {
     st.ready = true;
   }
   issue_ready_buckets();
-  const int rank = group_.rank();
-  for (size_t b = 0; b < layout_.size(); ++b) {
-    BucketState& st = *state_[b];
-    st.work->wait();
-    st.work.reset();
-    record(EngineEvent::bucket_reduced, static_cast<int>(b));
-    if (options_.preset == Preset::zero1) {
-      // Keep the reduced shard in this rank's part of the (replicated-size) gradient buffer.
-      ops::copy_(ops::narrow(st.grads, 0, layout_[b].shard_offset(rank), layout_[b].shard_numel), st.grad_shard);
-      st.grad_shard = Tensor();
-    } else if (options_.preset == Preset::zero2) {
-      st.grads = Tensor();
-    }
+  while (next_to_finish_ < static_cast<int>(layout_.size())) finish_bucket(next_to_finish_++);
+  for (auto& st_ptr : state_) {
+    BucketState& st = *st_ptr;
     st.arrived.assign(st.arrived.size(), false);
     st.pending = static_cast<int>(st.arrived.size());
     st.ready = false;
   }
   next_to_issue_ = 0;
+  next_to_finish_ = 0;
   sync_ = true;
 }
 

@@ -89,6 +89,7 @@ class DataParallelEngine {
 
   // Sum over ranks of a host scalar (token counts, loss sums), through the group.
   double sum_across_ranks(double value) const;
+  std::vector<double> sum_across_ranks(std::vector<double> values) const;  // one collective for all
 
   // Per-rank model-state bytes held now: flat parameter buffers, persistent gradient buffers,
   // fp32 masters plus the optimizer's state tensors.
@@ -124,6 +125,10 @@ class DataParallelEngine {
   void mark_ready(int bucket);
   void issue_ready_buckets();
   void issue(int bucket);
+  // Finishes, in bucket order, the issued collectives that already completed (without blocking),
+  // so ZeRO-2's full-size bucket buffers are freed while backward still runs.
+  void finish_completed_buckets();
+  void finish_bucket(int bucket);  // waits, keeps this rank's reduced shard, frees what is transient
   Tensor shard_grad(int bucket) const;
   void record(EngineEvent::Kind kind, int index);
 
@@ -142,6 +147,7 @@ class DataParallelEngine {
   int64_t trained_numel_ = 0;
   bool sync_ = true;
   int next_to_issue_ = 0;
+  int next_to_finish_ = 0;
   std::vector<EngineEvent> events_;
 };
 

@@ -19,11 +19,13 @@ std::string master_key(size_t bucket) {
 }
 }  // namespace
 
-double DataParallelEngine::sum_across_ranks(double value) const {
-  if (group_.size() == 1) return value;
-  Tensor t = Tensor::from_vector({value}, {1}, DType::f64);
+double DataParallelEngine::sum_across_ranks(double value) const { return sum_across_ranks(std::vector<double>{value})[0]; }
+
+std::vector<double> DataParallelEngine::sum_across_ranks(std::vector<double> values) const {
+  if (group_.size() == 1 || values.empty()) return values;
+  Tensor t = Tensor::from_vector(values, {static_cast<int64_t>(values.size())}, DType::f64);
   group_.all_reduce(t, ReduceOp::sum)->wait();
-  return t.item();
+  return t.to_double_vector();
 }
 
 bool DataParallelEngine::unscale_gradients(double inv_scale) {

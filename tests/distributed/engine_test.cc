@@ -129,6 +129,32 @@ TEST(EngineLocal, ObserversChangeNothing) {
   check_observers_change_nothing(g, Preset::zero1);
 }
 
+// ZeRO-2 frees each full-size bucket buffer once its reduce-scatter completed, while backward still
+// runs. With one rank every collective is complete on return, so each buffer is gone as soon as its
+// bucket is issued and none is live at the end of backward.
+TEST(EngineLocal, Zero2FreesBucketBuffersDuringBackward) {
+  LocalProcessGroup g;
+  RunConfig c;
+  c.preset = Preset::zero2;
+  c.record_events = true;
+  EngineRun run(g, c);
+  const int64_t comm_before = MemoryLedger::instance().snapshot(Device::cpu())[MemTag::communication].live;
+  int64_t comm_at_end = -1;
+  run.step(0, {.after_backward = [&](int micro) {
+                 if (micro == c.accumulation - 1)
+                   comm_at_end = MemoryLedger::instance().snapshot(Device::cpu())[MemTag::communication].live;
+               },
+               .after_reduction = {}});
+  EXPECT_EQ(comm_at_end, comm_before);
+  size_t first_reduced = 0, last_ready = 0;
+  const std::vector<EngineEvent>& ev = run.engine().events();
+  for (size_t i = ev.size(); i-- > 0;)
+    if (ev[i].kind == EngineEvent::bucket_reduced) first_reduced = i;
+  for (size_t i = 0; i < ev.size(); ++i)
+    if (ev[i].kind == EngineEvent::grad_ready) last_ready = i;
+  EXPECT_LT(first_reduced, last_ready);
+}
+
 TEST(EngineLocal, BadInputsAreNamed) {
   LocalProcessGroup g;
   Tensor frozen = Tensor::zeros({3});

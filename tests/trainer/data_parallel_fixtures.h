@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "distributed/data_parallel_setup.h"
+#include "nn/lora.h"
 #include "tests/trainer/trainer_fixtures.h"
 
 namespace shardlab::train {
@@ -49,18 +50,35 @@ inline TrainerOptions dp_options(int64_t steps) {
   return o;
 }
 
+// LoRA adapters on every linear layer but the head; everything else frozen (as apply_lora leaves it).
+inline void add_lora(models::LlamaForCausalLM& m) {
+  nn::LoraSettings s;
+  s.r = 4;
+  s.alpha = 8;
+  s.target_linear = true;
+  s.seed = 3;
+  nn::apply_lora(m, s);
+}
+
+struct Variant {
+  bool lora = false;
+  nn::LossScalerConfig scaler;  // fp16 only
+};
+
 // The tiny Llama trained through the engine on this rank's share of the data.
 struct DataParallelTrainer {
-  DataParallelTrainer(dist::ProcessGroup& group, dist::Preset preset, DType dtype, TrainerOptions options)
+  DataParallelTrainer(dist::ProcessGroup& group, dist::Preset preset, DType dtype, TrainerOptions options,
+                      const Variant& variant = {})
       : model(tiny(), 21), data(1, group.rank(), group.size()) {
     model.to(dtype);
+    if (variant.lora) add_lora(model);
     dist::DataParallelOptions o;
     o.preset = preset;
     o.reduce_bucket_size = 600;  // a handful of buckets for the ~3.6k-parameter model
     const nn::PrecisionPolicy precision = nn::make_precision_policy(dtype == DType::bf16, dtype == DType::f16);
     setup = dist::make_data_parallel(model.parameters(), group, o, precision, [](std::vector<Tensor> p) {
       return std::make_unique<nn::AdamW>(std::move(p), 0.0);
-    });
+    }, variant.scaler);
     trainer = std::make_unique<Trainer>(model, *setup.optimizer, data, std::move(options), std::function<double()>{},
                                         MixedPrecision{nullptr, setup.scaler.get()}, setup.engine.get());
   }
@@ -86,12 +104,14 @@ inline double max_abs_difference(const std::vector<std::vector<double>>& a, cons
 // differs (per-rank partial sums, a GEMM over B instead of W*B rows, the norm from bucket sums):
 // ~1e-7 relative per gradient; after 4 AdamW steps at lr <= 3e-3 that stays far below 2e-5, while a
 // wrong normalisation or a missing rank moves a parameter by ~lr.
-inline void check_trainer_matches_single_process(dist::ProcessGroup& group, dist::Preset preset) {
+inline void check_trainer_matches_single_process(dist::ProcessGroup& group, dist::Preset preset, bool lora = false) {
   const int64_t steps = 4;
-  DataParallelTrainer dp(group, preset, DType::f32, dp_options(steps));
+  DataParallelTrainer dp(group, preset, DType::f32, dp_options(steps), {.lora = lora, .scaler = {}});
   std::vector<double> losses, reference_losses;
   for (int64_t s = 0; s < steps; ++s) losses.push_back(dp.trainer->step().loss);
+  if (lora) EXPECT_LT(dp.setup.engine->trained_numel(), dp.model.num_parameters() / 2);
   models::LlamaForCausalLM ref(tiny(), 21);
+  if (lora) add_lora(ref);
   nn::AdamW opt(ref.trainable_parameters(), 0.0);
   CountingStream global(group.size());
   Trainer t(ref, opt, global, dp_options(steps));
@@ -102,8 +122,28 @@ inline void check_trainer_matches_single_process(dist::ProcessGroup& group, dist
   const double diff = max_abs_difference(dp.parameters(), reference);
   EXPECT_LE(diff, 2e-5) << dist::preset_name(preset) << " on " << group.size() << " ranks";
   if (group.rank() == 0)
-    std::printf("trainer parity %s, %d ranks: losses %.6f .. %.6f, max |param - single process| = %.3g\n",
-                dist::preset_name(preset), group.size(), losses.front(), losses.back(), diff);
+    std::printf("trainer parity %s%s, %d ranks: losses %.6f .. %.6f, max |param - single process| = %.3g\n",
+                dist::preset_name(preset), lora ? " + LoRA" : "", group.size(), losses.front(), losses.back(), diff);
+}
+
+// fp16 through the Trainer: a loss scale of 2^40 overflows on every rank's gradients, so step 1 is
+// skipped everywhere with every parameter untouched, the scale halves in step on every rank, and
+// later steps apply once the scale is small enough.
+inline void check_trainer_fp16_skips_together(dist::ProcessGroup& group, dist::Preset preset) {
+  Variant v;
+  v.scaler.initial_scale_power = 40;
+  v.scaler.hysteresis = 1;
+  DataParallelTrainer dp(group, preset, DType::f16, dp_options(40), v);
+  const auto before = dp.parameters();
+  const StepStats first = dp.trainer->step();
+  EXPECT_TRUE(first.skipped);
+  EXPECT_EQ(dp.setup.scaler->scale(), std::ldexp(1.0, 39));
+  EXPECT_EQ(dp.parameters(), before);
+  int applied = 0;
+  for (int i = 0; i < 39; ++i) applied += !dp.trainer->step().skipped;
+  EXPECT_GT(applied, 0);
+  // Every rank took the same decisions: the scale is a function of the skip history.
+  EXPECT_EQ(dp.setup.engine->sum_across_ranks(dp.setup.scaler->scale()), group.size() * dp.setup.scaler->scale());
 }
 
 // 4 steps straight, or 2 steps + checkpoint + a fresh process state resumed for 2 more: the same

@@ -18,6 +18,16 @@ TEST(TrainerEngine, MatchesTheSingleProcessTrainer) {
   }
 }
 
+TEST(TrainerEngine, LoraMatchesTheSingleProcessTrainer) {
+  dist::LocalProcessGroup g;
+  check_trainer_matches_single_process(g, dist::Preset::zero2, true);
+}
+
+TEST(TrainerEngine, Fp16OverflowSkipsTheStep) {
+  dist::LocalProcessGroup g;
+  check_trainer_fp16_skips_together(g, dist::Preset::zero1);
+}
+
 TEST(TrainerEngine, ResumesExactly) {
   dist::LocalProcessGroup g;
   check_trainer_resumes_exactly(g, dist::Preset::zero2, DType::f32);

@@ -133,8 +133,10 @@ StepStats Trainer::step() {
   }
   if (engine_ != nullptr) {
     // Every rank divides by the GLOBAL count, and gradients are summed across ranks.
-    s.target_tokens = static_cast<int64_t>(engine_->sum_across_ranks(static_cast<double>(s.target_tokens)));
-    s.tokens = static_cast<int64_t>(engine_->sum_across_ranks(static_cast<double>(s.tokens)));
+    const std::vector<double> global =
+        engine_->sum_across_ranks({static_cast<double>(s.target_tokens), static_cast<double>(s.tokens)});
+    s.target_tokens = static_cast<int64_t>(global[0]);
+    s.tokens = static_cast<int64_t>(global[1]);
   }
   SL_CHECK(s.target_tokens > 0, "step ", s.step, ": no target tokens in the step's ", micro.size(),
            " micro batches (every label is -100)");

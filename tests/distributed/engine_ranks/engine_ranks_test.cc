@@ -81,6 +81,14 @@ TEST(EngineRanks, TrainerMatchesSingleProcess) {
   for (Preset p : kPresets) train::check_trainer_matches_single_process(world(), p);
 }
 
+TEST(EngineRanks, TrainerWithLoraMatchesSingleProcess) {
+  for (Preset p : kPresets) train::check_trainer_matches_single_process(world(), p, true);
+}
+
+TEST(EngineRanks, TrainerFp16SkipsTogether) {
+  for (Preset p : kPresets) train::check_trainer_fp16_skips_together(world(), p);
+}
+
 TEST(EngineRanks, TrainerResumesExactly) {
   train::check_trainer_resumes_exactly(world(), Preset::zero2, DType::f32);
   train::check_trainer_resumes_exactly(world(), Preset::zero1, DType::bf16);
