@@ -62,6 +62,7 @@ inline void add_lora(models::LlamaForCausalLM& m) {
 
 struct Variant {
   bool lora = false;
+  bool checkpointing = false;  // per-layer activation checkpointing (hooks fire in nested backwards)
   nn::LossScalerConfig scaler;  // fp16 only
 };
 
@@ -72,6 +73,7 @@ struct DataParallelTrainer {
       : model(tiny(), 21), data(1, group.rank(), group.size()) {
     model.to(dtype);
     if (variant.lora) add_lora(model);
+    model.set_gradient_checkpointing(variant.checkpointing);
     dist::DataParallelOptions o;
     o.preset = preset;
     o.reduce_bucket_size = 600;  // a handful of buckets for the ~3.6k-parameter model
@@ -104,9 +106,11 @@ inline double max_abs_difference(const std::vector<std::vector<double>>& a, cons
 // differs (per-rank partial sums, a GEMM over B instead of W*B rows, the norm from bucket sums):
 // ~1e-7 relative per gradient; after 4 AdamW steps at lr <= 3e-3 that stays far below 2e-5, while a
 // wrong normalisation or a missing rank moves a parameter by ~lr.
-inline void check_trainer_matches_single_process(dist::ProcessGroup& group, dist::Preset preset, bool lora = false) {
+inline void check_trainer_matches_single_process(dist::ProcessGroup& group, dist::Preset preset,
+                                                 const Variant& variant = {}) {
   const int64_t steps = 4;
-  DataParallelTrainer dp(group, preset, DType::f32, dp_options(steps), {.lora = lora, .scaler = {}});
+  const bool lora = variant.lora;
+  DataParallelTrainer dp(group, preset, DType::f32, dp_options(steps), variant);
   std::vector<double> losses, reference_losses;
   for (int64_t s = 0; s < steps; ++s) losses.push_back(dp.trainer->step().loss);
   if (lora) EXPECT_LT(dp.setup.engine->trained_numel(), dp.model.num_parameters() / 2);
@@ -123,7 +127,7 @@ inline void check_trainer_matches_single_process(dist::ProcessGroup& group, dist
   EXPECT_LE(diff, 2e-5) << dist::preset_name(preset) << " on " << group.size() << " ranks";
   if (group.rank() == 0)
     std::printf("trainer parity %s%s, %d ranks: losses %.6f .. %.6f, max |param - single process| = %.3g\n",
-                dist::preset_name(preset), lora ? " + LoRA" : "", group.size(), losses.front(), losses.back(), diff);
+                dist::preset_name(preset), std::string(lora ? " + LoRA" : "").append(variant.checkpointing ? " + checkpointing" : "").c_str(), group.size(), losses.front(), losses.back(), diff);
 }
 
 // fp16 through the Trainer: a loss scale of 2^40 overflows on every rank's gradients, so step 1 is

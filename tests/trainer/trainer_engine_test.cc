@@ -20,7 +20,12 @@ TEST(TrainerEngine, MatchesTheSingleProcessTrainer) {
 
 TEST(TrainerEngine, LoraMatchesTheSingleProcessTrainer) {
   dist::LocalProcessGroup g;
-  check_trainer_matches_single_process(g, dist::Preset::zero2, true);
+  check_trainer_matches_single_process(g, dist::Preset::zero2, {.lora = true});
+}
+
+TEST(TrainerEngine, GradientCheckpointingMatchesTheSingleProcessTrainer) {
+  dist::LocalProcessGroup g;
+  check_trainer_matches_single_process(g, dist::Preset::zero2, {.checkpointing = true});
 }
 
 TEST(TrainerEngine, Fp16OverflowSkipsTheStep) {

@@ -82,7 +82,11 @@ TEST(EngineRanks, TrainerMatchesSingleProcess) {
 }
 
 TEST(EngineRanks, TrainerWithLoraMatchesSingleProcess) {
-  for (Preset p : kPresets) train::check_trainer_matches_single_process(world(), p, true);
+  for (Preset p : kPresets) train::check_trainer_matches_single_process(world(), p, {.lora = true});
+}
+
+TEST(EngineRanks, TrainerWithGradientCheckpointingMatchesSingleProcess) {
+  train::check_trainer_matches_single_process(world(), Preset::zero2, {.checkpointing = true});
 }
 
 TEST(EngineRanks, TrainerFp16SkipsTogether) {
