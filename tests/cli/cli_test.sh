@@ -146,6 +146,23 @@ if awk -v g="$got" -v w="$want" -v b="$base" 'BEGIN { d = g - w; e = b - w; exit
   ok "merged model's eval loss equals the adapter run's ($got vs $want; base $base)"
 else bad "merged eval loss $got, adapter run $want, base $base"; fi
 
+# QLoRA: the same adapter on a 4-bit NF4 copy of run1 (f32 and bf16 compute) trains, and its adapter
+# merges into the full-precision base.
+for variant in "bf16: false" "bf16: true"; do
+  out="run_qlora_$(echo "$variant" | tr -cd 'a-z0-9')"
+  write_lora q.yaml "output_dir: $out" "lora_target_linear: true" "$variant"
+  sed -i 's/adapter: lora/adapter: qlora\nload_in_4bit: true/; s/max_steps: 4/max_steps: 8/' q.yaml
+  if "$SHARDLAB" train q.yaml > q.log 2> q.err && [ -f "$out/adapter_model.safetensors" ]; then
+    first=$(grep -o '"loss":[^,]*' "$out/log.jsonl" | head -1 | cut -d: -f2)
+    last=$(grep -o '"loss":[^,]*' "$out/log.jsonl" | tail -1 | cut -d: -f2)
+    if awk -v a="$first" -v b="$last" 'BEGIN { exit !(b < a) }'; then ok "QLoRA $variant trains ($first -> $last)"
+    else bad "QLoRA $variant does not train: $first -> $last"; fi
+  else bad "QLoRA $variant: $(tail -2 q.err)"; fi
+done
+if "$SHARDLAB" merge --model run1 --adapter run_qlora_bf16false --out merged_q > /dev/null 2> merge_q.err; then
+  ok "a QLoRA adapter merges into the full-precision base"
+else bad "QLoRA merge: $(head -c 300 merge_q.err)"; fi
+
 # 2. Bad inputs: one line naming the culprit, non-zero exit, nothing written.
 printf 'learning_rate: [1, 2\nseed: 3\n' > malformed.yaml
 expect_error "malformed YAML" "malformed.yaml" "$SHARDLAB" train malformed.yaml
@@ -189,6 +206,9 @@ expect_error "unknown LoRA target module" "LoRA: target module 'w_proj' matches 
 [ ! -e o7 ] && ok "unknown target: output_dir not created" || bad "unknown target: output_dir created"
 write_lora lora_none.yaml "output_dir: o8"
 expect_error "adapter without targets" "adapter lora needs targets" "$SHARDLAB" train lora_none.yaml
+write_lora q_bad.yaml "output_dir: o10" "lora_target_linear: true" "bnb_4bit_compute_dtype: bfloat16"
+sed -i 's/adapter: lora/adapter: qlora\nload_in_4bit: true/' q_bad.yaml
+expect_error "QLoRA compute dtype against the precision" "bnb_4bit_compute_dtype bfloat16 disagrees" "$SHARDLAB" train q_bad.yaml
 expect_error "merge into a non-empty directory" "already has files" "$SHARDLAB" merge --model run1 --adapter run_lora --out run1
 expect_error "merge without an adapter" "has no adapter_config.json" "$SHARDLAB" merge --model run1 --adapter run1 --out o9
 

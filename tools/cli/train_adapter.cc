@@ -4,9 +4,53 @@
 #include <cstdio>
 #include <set>
 
+#include "models/llama_io.h"
+#include "models/llama_quantize.h"
 #include "models/peft_adapter.h"
+#include "tools/cli/llama_from_config.h"
 
 namespace shardlab::cli {
+
+DType qlora_compute_dtype(const config::TrainConfig& cfg, DType param_dtype) {
+  DType wanted = param_dtype;
+  switch (cfg.adapter.bnb_4bit_compute_dtype) {
+    case config::ComputeDType::automatic: return param_dtype;
+    case config::ComputeDType::float32: wanted = DType::f32; break;
+    case config::ComputeDType::bfloat16: wanted = DType::bf16; break;
+    case config::ComputeDType::float16: wanted = DType::f16; break;
+  }
+  // One dtype for the whole model: the 4-bit projections, the frozen embeddings/norms/head and the
+  // adapters all compute in it, and the bf16/fp16 switches decide it.
+  SL_CHECK(wanted == param_dtype, "bnb_4bit_compute_dtype ", config::to_string(cfg.adapter.bnb_4bit_compute_dtype),
+           " disagrees with the training precision (parameters in ", dtype_name(param_dtype),
+           "): set bf16/fp16 to match, or leave bnb_4bit_compute_dtype out");
+  return wanted;
+}
+
+std::unique_ptr<models::LlamaForCausalLM> build_model(const config::TrainConfig& cfg, const nn::PrecisionPolicy& precision,
+                                                      int64_t tokenizer_vocab, const std::string& config_path) {
+  const uint64_t seed = static_cast<uint64_t>(cfg.seed);
+  const DType dtype = precision.param_dtype;
+  if (cfg.adapter.load_in_4bit) {
+    const DType compute = qlora_compute_dtype(cfg, dtype);
+    // From a checkpoint, each projection is quantized as it is read: the full-precision model is
+    // never in memory at once.
+    if (!cfg.base_model.empty()) return models::load_llama_nf4(cfg.base_model, compute, seed);
+    SL_CHECK(cfg.model_config.has_value(), config_path, ": needs base_model or model_config");
+    auto model = std::make_unique<models::LlamaForCausalLM>(llama_config_from(*cfg.model_config, tokenizer_vocab), seed);
+    models::quantize_llama_nf4(*model, compute);
+    return model;
+  }
+  std::unique_ptr<models::LlamaForCausalLM> model;
+  if (!cfg.base_model.empty()) {
+    model = models::load_llama(cfg.base_model, seed);
+  } else {
+    SL_CHECK(cfg.model_config.has_value(), config_path, ": needs base_model or model_config");
+    model = std::make_unique<models::LlamaForCausalLM>(llama_config_from(*cfg.model_config, tokenizer_vocab), seed);
+  }
+  if (precision.uses_master_weights()) model->to(dtype);
+  return model;
+}
 
 nn::LoraSettings lora_settings_from(const config::AdapterConfig& a, uint64_t seed) {
   nn::LoraSettings s;
@@ -21,8 +65,6 @@ nn::LoraSettings lora_settings_from(const config::AdapterConfig& a, uint64_t see
 
 std::optional<AdapterSetup> apply_adapter(const config::TrainConfig& cfg, models::LlamaForCausalLM& model) {
   if (cfg.adapter.kind == config::AdapterKind::none) return std::nullopt;
-  SL_CHECK(cfg.adapter.kind != config::AdapterKind::qlora,
-           "adapter qlora: training on a 4-bit NF4 base is not wired into shardlab train yet (use adapter: lora)");
   const uint64_t seed = static_cast<uint64_t>(cfg.seed);
   AdapterSetup setup;
   if (!cfg.adapter.lora_model_dir.empty()) {

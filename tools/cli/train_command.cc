@@ -22,7 +22,6 @@
 #include "nn/precision_policy.h"
 #include "tools/cli/args.h"
 #include "tools/cli/commands.h"
-#include "tools/cli/llama_from_config.h"
 #include "tools/cli/loss_plot.h"
 #include "tools/cli/train_adapter.h"
 #include "tools/config/deepspeed_config.h"
@@ -120,16 +119,6 @@ int run_train(const std::vector<std::string>& argv) {
 
   // Tokenizer, model and data: all of it is built (and every error raised) before any write.
   auto tokenizer = make_tokenizer(cfg);
-  std::unique_ptr<models::LlamaForCausalLM> model;
-  if (!cfg.base_model.empty()) {
-    model = models::load_llama(cfg.base_model, static_cast<uint64_t>(cfg.seed));
-  } else {
-    SL_CHECK(cfg.model_config.has_value(), config_path, ": needs base_model or model_config");
-    model = std::make_unique<models::LlamaForCausalLM>(llama_config_from(*cfg.model_config, tokenizer->vocab_size()),
-                                                       static_cast<uint64_t>(cfg.seed));
-  }
-  // Recompute each decoder layer in backward instead of keeping its activations.
-  model->set_gradient_checkpointing(cfg.gradient_checkpointing);
   // 16-bit training: parameters and compute in bf16/f16, fp32 masters in the optimizer, and for
   // f16 the dynamic loss scaler (DeepSpeed's defaults). The loss is computed in f32 either way.
   const bool bf16 = cfg.bf16 == config::Toggle::on, fp16 = cfg.fp16 == config::Toggle::on;
@@ -137,7 +126,10 @@ int run_train(const std::vector<std::string>& argv) {
   if (!cfg.communication_data_type.empty())
     reduce = cfg.communication_data_type == "fp32" ? DType::f32 : cfg.communication_data_type == "bf16" ? DType::bf16 : DType::f16;
   const nn::PrecisionPolicy precision = nn::make_precision_policy(bf16, fp16, reduce);
-  if (precision.uses_master_weights()) model->to(precision.param_dtype);
+  // In the parameter dtype; with load_in_4bit (QLoRA) the decoder projections are 4-bit NF4.
+  std::unique_ptr<models::LlamaForCausalLM> model = build_model(cfg, precision, tokenizer->vocab_size(), config_path);
+  // Recompute each decoder layer in backward instead of keeping its activations.
+  model->set_gradient_checkpointing(cfg.gradient_checkpointing);
   // LoRA: adapters on the frozen base; only they reach the optimizer (and the fp32 masters).
   const std::optional<AdapterSetup> adapter = apply_adapter(cfg, *model);
   const models::LlamaConfig& mc = model->config();
