@@ -275,7 +275,13 @@ void MpiRuntime::loop() {
         ++it;
         continue;
       }
-      if (it->collective.finish) it->collective.finish();
+      if (it->collective.finish) {
+        try {
+          it->collective.finish();
+        } catch (const std::exception& e) {
+          fail(work, work.what() + " failed after the transfer: " + e.what());
+        }
+      }
       auto done = it->collective.work;
       it = s.in_flight.erase(it);  // releases the tensors before the waiter wakes
       done->mark_done();
