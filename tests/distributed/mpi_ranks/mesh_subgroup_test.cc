@@ -105,6 +105,27 @@ TEST(MpiDeviceMesh, HybridReduceScatterThenAllReduceMatchesTheWorld) {
   }
 }
 
+TEST(MpiDeviceMesh, CollectivesOfSeveralGroupsAreInFlightTogether) {
+  // Issue on the shard group, the replicate group and the world, then wait in reverse order: the
+  // one communication thread keeps all three in flight, so none waits on another.
+  ProcessGroup& g = world();
+  const int n = g.size();
+  if (n != 4) GTEST_SKIP() << "the 2 x 2 mesh needs 4 ranks";
+  DeviceMesh mesh(world_ptr(), {"replicate", "shard"}, {2, 2});
+  Tensor a = Tensor::full({50000}, 1.0, DType::f32);
+  Tensor b = Tensor::full({50000}, 2.0, DType::f32);
+  Tensor c = Tensor::full({50000}, 3.0, DType::f32);
+  WorkHandle on_shard = mesh.group("shard")->all_reduce(a);
+  WorkHandle on_replicate = mesh.group("replicate")->all_reduce(b);
+  WorkHandle on_world = g.all_reduce(c);
+  on_world->wait();
+  on_replicate->wait();
+  on_shard->wait();
+  EXPECT_EQ(a.to_double_vector().back(), 2.0);
+  EXPECT_EQ(b.to_double_vector().back(), 4.0);
+  EXPECT_EQ(c.to_double_vector().back(), 12.0);
+}
+
 TEST(MpiDeviceMesh, OneDimensionalMeshIsTheWorld) {
   DeviceMesh mesh(world_ptr(), {"shard"}, {world().size()});
   EXPECT_EQ(mesh.group("shard").get(), &world());
