@@ -65,12 +65,11 @@ DataParallelEngine::DataParallelEngine(const std::vector<Tensor>& params, Proces
       impl->strides = contiguous_strides(impl->shape);
     }
     if (options_.broadcast_initial_parameters) group_.broadcast(st->params, 0)->wait();
-    if (!plan_.shard_gradients) {
+    {
+      // The persistent gradient: the whole bucket (ddp, zero1) or this rank's shard of it (zero2).
       MemTagScope tag(MemTag::gradient);
-      st->grads = Tensor::zeros({L.padded_numel}, reduce_dtype_, device);
-    } else {
-      MemTagScope tag(MemTag::gradient);
-      st->grad_shard = Tensor::zeros({L.shard_numel}, reduce_dtype_, device);
+      (plan_.shard_gradients ? st->grad_shard : st->grads) =
+          Tensor::zeros({plan_.shard_gradients ? L.shard_numel : L.padded_numel}, reduce_dtype_, device);
     }
     // What this rank's optimizer steps: its shard (DDP: the whole bucket).
     const int64_t own_offset = plan_.shard_optimizer_state ? L.shard_offset(rank) : 0;
@@ -100,9 +99,14 @@ DataParallelEngine::DataParallelEngine(const std::vector<Tensor>& params, Proces
 }
 
 DataParallelEngine::~DataParallelEngine() {
-  for (auto& st : state_)
-    if (st->work) st->work->wait();  // never free a buffer a collective still writes
   alive_.reset();
+  // Never free a buffer a collective still writes. A collective that failed has already reported
+  // (or will, through the group's timeout); a destructor must not throw.
+  for (auto& st : state_)
+    if (st->work) try {
+        st->work->wait();
+      } catch (const Error&) {
+      }
 }
 
 void DataParallelEngine::record(EngineEvent::Kind kind, int index) {
@@ -110,8 +114,24 @@ void DataParallelEngine::record(EngineEvent::Kind kind, int index) {
 }
 
 void DataParallelEngine::zero_grad() {
+  SL_CHECK(next_to_finish_ == next_to_issue_, "data parallel: zero_grad with ", next_to_issue_ - next_to_finish_,
+           " bucket collective(s) in flight; call wait_for_gradients() after the final backward first");
   for (const Tensor& p : params_) p.set_grad(Tensor());
   for (const Tensor& s : stepped_) s.set_grad(Tensor());
+  reset_buckets();  // a step abandoned half-way (an error between micro batches) leaves no trace
+}
+
+void DataParallelEngine::reset_buckets() {
+  for (size_t b = 0; b < state_.size(); ++b) {
+    BucketState& st = *state_[b];
+    st.arrived.assign(st.arrived.size(), false);
+    st.pending = static_cast<int>(st.arrived.size());
+    st.ready = false;
+    if (plan_.shard_gradients) st.grads = Tensor();  // zero2: the full-size buffer is transient
+  }
+  next_to_issue_ = 0;
+  next_to_finish_ = 0;
+  sync_ = true;
 }
 
 void DataParallelEngine::on_grad_ready(int param_index) {
@@ -206,15 +226,7 @@ void DataParallelEngine::wait_for_gradients() {
   }
   issue_ready_buckets();
   while (next_to_finish_ < static_cast<int>(layout_.size())) finish_bucket(next_to_finish_++);
-  for (auto& st_ptr : state_) {
-    BucketState& st = *st_ptr;
-    st.arrived.assign(st.arrived.size(), false);
-    st.pending = static_cast<int>(st.arrived.size());
-    st.ready = false;
-  }
-  next_to_issue_ = 0;
-  next_to_finish_ = 0;
-  sync_ = true;
+  reset_buckets();
 }
 
 Tensor DataParallelEngine::shard_grad(int bucket) const {

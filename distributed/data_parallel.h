@@ -129,6 +129,7 @@ class DataParallelEngine {
   // so ZeRO-2's full-size bucket buffers are freed while backward still runs.
   void finish_completed_buckets();
   void finish_bucket(int bucket);  // waits, keeps this rank's reduced shard, frees what is transient
+  void reset_buckets();            // ready for the next step's synchronising backward
   Tensor shard_grad(int bucket) const;
   void record(EngineEvent::Kind kind, int index);
 
