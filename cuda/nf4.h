@@ -1,0 +1,39 @@
+// CUDA NF4 kernels on raw device pointers, the GPU twins of core/cpu/nf4.cc and nf4_linear.cc:
+// absmax decoding, dequantization, and a fused dequantize-GEMM for nf4_linear's forward and input
+// gradient. Compile-checked for sm_90; not yet wired into the op API (nor run on a GPU).
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+namespace shardlab::cuda {
+
+// One NF4 weight of `rows` x `cols` (a Linear's (out, in)) in device memory, laid out as
+// shardlab::Nf4Tensor / bitsandbytes: packed codes (first element in the high nibble) and the
+// decoded f32 absmax of every 64-block (from nf4_decode_absmax).
+struct Nf4DeviceWeight {
+  const uint8_t* packed;
+  const float* absmax;
+  int64_t rows, cols;
+};
+
+// absmax[b] = nested_map[codes[b]] * nested_absmax[b / 256] + *offset for `blocks` blocks, the
+// product and the sum rounded separately as bitsandbytes does; nested_map is ops::nf4_nested_map().
+void nf4_decode_absmax(const uint8_t* codes, const float* nested_absmax, const float* offset, int64_t blocks,
+                       const float* nested_map_host, float* absmax, cudaStream_t stream = nullptr);
+
+// out[i] = kNf4Code[code(i)] * absmax[i / 64] for the weight's rows * cols elements, rounded once.
+void nf4_dequantize(const Nf4DeviceWeight& w, float* out, cudaStream_t stream = nullptr);
+void nf4_dequantize(const Nf4DeviceWeight& w, __nv_bfloat16* out, cudaStream_t stream = nullptr);
+
+// y (M, rows) = x (M, cols) @ W^T, bf16 row-major in and out, f32 accumulation; each 64 x 32 weight
+// tile is dequantized (rounded to bf16, like the CPU kernel with a bf16 input) into shared memory.
+void nf4_linear_forward(const __nv_bfloat16* x, const Nf4DeviceWeight& w, int64_t M, __nv_bfloat16* y,
+                        cudaStream_t stream = nullptr);
+// dx (M, cols) = dy (M, rows) @ W.
+void nf4_linear_backward_input(const __nv_bfloat16* dy, const Nf4DeviceWeight& w, int64_t M, __nv_bfloat16* dx,
+                               cudaStream_t stream = nullptr);
+
+}  // namespace shardlab::cuda
