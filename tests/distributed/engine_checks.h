@@ -54,8 +54,9 @@ inline void check_parity(ProcessGroup& group, RunConfig c, int steps = 3) {
   // It trained: parameters moved far beyond the f32 tolerance.
   EXPECT_GT(max_abs_difference(run.parameters(), start), 1e-3);
   if (group.rank() == 0)
-    std::printf("parity %s %s, %d ranks, %d steps: max |param - reference| = %.3g, |diff| / |update| = %.3g\n",
-                preset_name(c.preset), dtype_name(c.dtype), group.size(), steps, diff, relative);
+    std::printf("parity %s %s%s %s, %d ranks, %d steps: max |param - reference| = %.3g, |diff| / |update| = %.3g\n",
+                preset_name(c.preset), dtype_name(c.dtype), c.reduce_dtype ? " (reduce f32)" : "",
+                optimizer_name(c.optimizer), group.size(), steps, diff, relative);
 }
 
 inline int64_t padding_numel(const DataParallelEngine& e) {

@@ -21,9 +21,10 @@ namespace shardlab::dist::testing {
 struct RunConfig {
   Preset preset = Preset::ddp;
   DType dtype = DType::f32;
+  std::optional<DType> reduce_dtype;  // unset: the parameters' dtype
   int64_t bucket_size = 200;  // elements: several buckets for the 891-parameter MLP
   int accumulation = 2;       // micro batches per step on every rank
-  double max_grad_norm = 0.5; // small enough that clipping is active
+  double max_grad_norm = 0.5; // small enough that clipping is active; 0: no clipping
   double lr = 1e-2;
   bool frozen_layer = false;  // a 24x24 linear with requires_grad false (as LoRA leaves base weights)
   bool overlap_comm = true;
@@ -75,6 +76,16 @@ inline Tensor loss_sum(Mlp& m, const Batch& b) {
   return sum(d * d);
 }
 
+inline const char* optimizer_name(OptimizerStateKind k) {
+  switch (k) {
+    case OptimizerStateKind::adamw: return "adamw";
+    case OptimizerStateKind::adamw_8bit: return "adamw_8bit";
+    case OptimizerStateKind::sgd: return "sgd";
+    case OptimizerStateKind::sgd_momentum: return "sgd+momentum";
+  }
+  return "?";
+}
+
 inline std::unique_ptr<nn::Optimizer> make_optimizer(const RunConfig& c, std::vector<Tensor> params) {
   switch (c.optimizer) {
     case OptimizerStateKind::adamw: return std::make_unique<nn::AdamW>(std::move(params), c.lr);
@@ -106,6 +117,7 @@ class EngineRun {
     o.allgather_bucket_size = 2 * c.bucket_size;
     o.overlap_comm = c.overlap_comm;
     o.record_events = c.record_events;
+    o.reduce_dtype = c.reduce_dtype;
     engine_ = std::make_unique<DataParallelEngine>(model_.parameters(), group, o);
     optimizer_ = make_optimizer(c, engine_->optimizer_params());
   }
@@ -185,7 +197,7 @@ inline std::vector<std::vector<double>> reference_parameters(int world, const Ru
       }
     if (losses) losses->push_back(loss / count);
     if (masters) masters->grads_to_masters();
-    nn::clip_grad_norm(stepped, c.max_grad_norm);
+    if (c.max_grad_norm > 0) nn::clip_grad_norm(stepped, c.max_grad_norm);
     opt->step();
     if (masters) masters->masters_to_model();
   }

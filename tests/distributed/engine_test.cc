@@ -90,6 +90,21 @@ TEST(EngineLocal, ParityBf16WithMasters) {
   }
 }
 
+TEST(EngineLocal, Bf16ReducedInF32KeepsF32GradientBuckets) {
+  LocalProcessGroup g;
+  RunConfig c;
+  c.preset = Preset::zero1;
+  c.dtype = DType::bf16;
+  c.reduce_dtype = DType::f32;
+  check_parity(g, c);
+  EngineRun run(g, c);
+  EXPECT_EQ(run.engine().reduce_dtype(), DType::f32);
+  run.step(0);
+  // bf16 parameters (2 B), f32 gradients (4 B), masters + AdamW (12 B): 2 + 4 + 12 / N.
+  EXPECT_EQ(run.engine().model_state_bytes(run.optimizer()).total(), 891 * 18.0);
+  EXPECT_EQ(run.engine().model_state_theory(OptimizerStateKind::adamw).total(), 891 * 18.0);
+}
+
 TEST(EngineLocal, ModelStateMatchesTheZeroPaper) {
   for (Preset p : {Preset::ddp, Preset::zero1, Preset::zero2})
     for (DType d : {DType::f32, DType::bf16}) {
