@@ -23,6 +23,11 @@ TEST(TrainerEngine, LoraMatchesTheSingleProcessTrainer) {
   check_trainer_matches_single_process(g, dist::Preset::zero2, {.lora = true});
 }
 
+TEST(TrainerEngine, QloraMatchesTheSingleProcessTrainer) {
+  dist::LocalProcessGroup g;
+  check_trainer_matches_single_process(g, dist::Preset::zero2, {.qlora = true});
+}
+
 TEST(TrainerEngine, GradientCheckpointingMatchesTheSingleProcessTrainer) {
   dist::LocalProcessGroup g;
   check_trainer_matches_single_process(g, dist::Preset::zero2, {.checkpointing = true});

@@ -101,6 +101,10 @@ TEST(EngineRanks, TrainerWithLoraMatchesSingleProcess) {
   for (Preset p : kPresets) train::check_trainer_matches_single_process(world(), p, {.lora = true});
 }
 
+TEST(EngineRanks, TrainerWithQloraMatchesSingleProcess) {
+  for (Preset p : kPresets) train::check_trainer_matches_single_process(world(), p, {.qlora = true});
+}
+
 TEST(EngineRanks, TrainerWithGradientCheckpointingMatchesSingleProcess) {
   train::check_trainer_matches_single_process(world(), Preset::zero2, {.checkpointing = true});
 }
