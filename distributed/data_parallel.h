@@ -55,6 +55,9 @@ class DataParallelEngine {
   // weights under LoRA/QLoRA) are left alone: not bucketed, reduced, sharded, or stepped.
   // Parameters may be f32, bf16 or f16 (one dtype for all); 16-bit ones get fp32 master shards.
   // Collective: every rank must build its engine with the same parameter shapes and options.
+  // Build it last (after dtype conversion, LoRA/QLoRA, loading): it rebinds the trained parameters
+  // to its flat buffers, and broadcasts them from rank 0 (frozen ones are not broadcast: every rank
+  // loads them from the same checkpoint).
   DataParallelEngine(const std::vector<Tensor>& params, ProcessGroup& group, DataParallelOptions options);
   ~DataParallelEngine();
   DataParallelEngine(const DataParallelEngine&) = delete;
