@@ -11,5 +11,7 @@ int run_eval(const std::vector<std::string>& args);
 int run_merge(const std::vector<std::string>& args);
 int run_generate(const std::vector<std::string>& args);
 int run_memory(const std::vector<std::string>& args);
+int run_synth_data(const std::vector<std::string>& args);
+int run_accuracy(const std::vector<std::string>& args);
 
 }  // namespace shardlab::cli

@@ -15,7 +15,9 @@ constexpr const char* kUsage =
     "  eval --model DIR --data FILE.jsonl [--dump-logits OUT.safetensors]\n"
     "  generate --model DIR --prompt TEXT [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S]\n"
     "  merge --model DIR --adapter DIR --out DIR  fold a PEFT LoRA adapter into its base model\n"
-    "  memory CONFIG.yaml                         measure one training step's memory per tag and variant\n";
+    "  memory CONFIG.yaml                         measure one training step's memory per tag and variant\n"
+    "  synth-data --task reverse|add|lookup|mix --n N --seed S [--split all|train|test] --out FILE.jsonl\n"
+    "  accuracy CONFIG.yaml|MODEL_DIR --data FILE.jsonl [--adapter DIR] [--limit N]   exact match, greedy\n";
 }
 
 int main(int argc, char** argv) {
@@ -31,6 +33,8 @@ int main(int argc, char** argv) {
     if (command == "generate") return shardlab::cli::run_generate(args);
     if (command == "merge") return shardlab::cli::run_merge(args);
     if (command == "memory") return shardlab::cli::run_memory(args);
+    if (command == "synth-data") return shardlab::cli::run_synth_data(args);
+    if (command == "accuracy") return shardlab::cli::run_accuracy(args);
     std::fprintf(stderr, "shardlab: unknown command '%s'\n%s", command.c_str(), kUsage);
     return 2;
   } catch (const shardlab::Error& e) {
