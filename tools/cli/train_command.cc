@@ -18,11 +18,11 @@
 #include "models/llama_io.h"
 #include "models/peft_adapter.h"
 #include "models/tokenizer.h"
-#include "nn/optimizer_8bit.h"
 #include "nn/precision_policy.h"
 #include "tools/cli/args.h"
 #include "tools/cli/commands.h"
 #include "tools/cli/loss_plot.h"
+#include "tools/cli/run_setup.h"
 #include "tools/cli/train_adapter.h"
 #include "tools/config/deepspeed_config.h"
 #include "tools/config/train_config.h"
@@ -33,31 +33,6 @@ namespace shardlab::cli {
 namespace fs = std::filesystem;
 
 namespace {
-
-// Feeds the trainer from a DataLoader; the loader's position is the data state in checkpoints.
-class LoaderStream final : public train::BatchStream {
- public:
-  explicit LoaderStream(models::DataLoader& loader) : loader_(loader) {}
-  train::MicroBatch next() override { return to_micro(loader_.next()); }
-  json::Value state() const override { return loader_.position().to_json(); }
-  void restore(const json::Value& state) override {
-    loader_.set_position(models::LoaderPosition::from_json(json::Ref(state, "trainer_state.json", "data")));
-  }
-  int64_t epoch() const override { return loader_.position().epoch; }
-  static train::MicroBatch to_micro(const models::Batch& b) {
-    return {{b.input_ids, b.positions, b.segment_ids}, b.labels, b.num_target_tokens};
-  }
-
- private:
-  models::DataLoader& loader_;
-};
-
-std::unique_ptr<models::Tokenizer> make_tokenizer(const config::TrainConfig& cfg) {
-  if (cfg.tokenizer == "byte") return std::make_unique<models::ByteTokenizer>();
-  fs::path path = cfg.tokenizer.empty() ? fs::path(cfg.base_model) : fs::path(cfg.tokenizer);
-  if (path.filename() == "tokenizer.json") path = path.parent_path();
-  return models::load_tokenizer(path.string());
-}
 
 void reject_unsupported(const config::TrainConfig& cfg, const std::string& path) {
   SL_CHECK(cfg.device != config::DeviceKind::cuda, path, ": device cuda: training on CUDA is not supported yet");
@@ -121,11 +96,7 @@ int run_train(const std::vector<std::string>& argv) {
   auto tokenizer = make_tokenizer(cfg);
   // 16-bit training: parameters and compute in bf16/f16, fp32 masters in the optimizer, and for
   // f16 the dynamic loss scaler (DeepSpeed's defaults). The loss is computed in f32 either way.
-  const bool bf16 = cfg.bf16 == config::Toggle::on, fp16 = cfg.fp16 == config::Toggle::on;
-  std::optional<DType> reduce;
-  if (!cfg.communication_data_type.empty())
-    reduce = cfg.communication_data_type == "fp32" ? DType::f32 : cfg.communication_data_type == "bf16" ? DType::bf16 : DType::f16;
-  const nn::PrecisionPolicy precision = nn::make_precision_policy(bf16, fp16, reduce);
+  const nn::PrecisionPolicy precision = precision_from(cfg);
   // In the parameter dtype; with load_in_4bit (QLoRA) the decoder projections are 4-bit NF4.
   std::unique_ptr<models::LlamaForCausalLM> model = build_model(cfg, precision, tokenizer->vocab_size(), config_path);
   // Recompute each decoder layer in backward instead of keeping its activations.
@@ -143,42 +114,11 @@ int run_train(const std::vector<std::string>& argv) {
   // without a ZeRO stage keeps the plain path.
   const bool data_parallel = world->size() > 1 || ds.zero_stage > 0;
 
-  models::TextEncoder encoder;
-  encoder.encode = [&](std::string_view text) { return tokenizer->encode(text, false); };
-  if (tokenizer->add_bos_by_default()) encoder.bos_id = tokenizer->bos_id();
-  encoder.eos_id = tokenizer->eos_id();
-  encoder.pad_id = tokenizer->pad_id();
-  std::vector<models::DatasetSpec> specs;
-  for (const config::DatasetConfig& d : cfg.datasets) {
-    models::DatasetSpec s;
-    s.path = d.path;
-    s.type = models::parse_dataset_type(config::to_string(d.type), d.path);
-    s.field = d.field;
-    s.field_instruction = d.field_instruction;
-    s.field_input = d.field_input;
-    s.field_output = d.field_output;
-    s.field_system = d.field_system;
-    s.system_prompt = d.system_prompt;
-    s.format = d.format;
-    s.no_input_format = d.no_input_format;
-    s.system_format = d.system_format;
-    specs.push_back(s);
-  }
-  models::TokenizedDataset data = models::load_datasets(specs, encoder, {cfg.sequence_len, cfg.train_on_inputs});
-  SL_CHECK(!data.samples.empty(), config_path, ": the datasets produced no training samples");
-  models::TrainValSplit split = models::split_train_val(std::move(data.samples), cfg.val_set_size,
-                                                        static_cast<uint64_t>(cfg.seed));
-  models::LoaderOptions lo;
-  lo.micro_batch_size = cfg.micro_batch_size;
-  lo.sequence_len = cfg.sequence_len;
-  lo.sample_packing = cfg.sample_packing;
-  lo.pad_to_sequence_len = cfg.pad_to_sequence_len;
-  lo.seed = static_cast<uint64_t>(cfg.seed);
-  lo.pad_id = tokenizer->pad_id().value_or(0);
+  TrainingData data = load_training_data(cfg, *tokenizer, config_path);
+  models::TrainValSplit& split = data.split;
+  models::LoaderOptions lo = loader_options(cfg, *tokenizer, world->rank(), world->size());
   // NOTE [global batch layout] (data_loader.h): rank r takes rows [r*B, (r+1)*B) of each global
   // micro batch of world_size*B rows, so the ranks together see one process's batch of that size.
-  lo.rank = world->rank();
-  lo.world_size = world->size();
   models::DataLoader train_loader(std::move(split.train), lo);
   const int64_t batches_per_epoch = train_loader.batches_in_epoch(0);
   SL_CHECK(batches_per_epoch >= cfg.gradient_accumulation_steps, config_path, ": one epoch has ", batches_per_epoch,
@@ -219,26 +159,8 @@ int run_train(const std::vector<std::string>& argv) {
     std::fflush(stdout);
   }
 
-  nn::LossScalerConfig sc;  // DeepSpeed's fp16 block, or its defaults
-  sc.loss_scale = cfg.loss_scaler.loss_scale;
-  sc.initial_scale_power = static_cast<int>(cfg.loss_scaler.initial_scale_power);
-  sc.loss_scale_window = cfg.loss_scaler.loss_scale_window;
-  sc.hysteresis = static_cast<int>(cfg.loss_scaler.hysteresis);
-  sc.consecutive_hysteresis = cfg.loss_scaler.consecutive_hysteresis;
-  sc.min_loss_scale = cfg.loss_scaler.min_loss_scale;
-  const auto make_optimizer = [&](std::vector<Tensor> stepped) -> std::unique_ptr<nn::Optimizer> {
-    switch (cfg.optimizer) {
-      case config::OptimizerKind::sgd:
-        return std::make_unique<nn::SGD>(std::move(stepped), cfg.learning_rate, 0.0, cfg.weight_decay);
-      case config::OptimizerKind::adamw_8bit:
-        return std::make_unique<nn::AdamW8bit>(std::move(stepped), cfg.learning_rate, cfg.adam_beta1, cfg.adam_beta2,
-                                               cfg.adam_epsilon, cfg.weight_decay);
-      case config::OptimizerKind::adamw:
-        break;
-    }
-    return std::make_unique<nn::AdamW>(std::move(stepped), cfg.learning_rate, cfg.adam_beta1, cfg.adam_beta2,
-                                       cfg.adam_epsilon, cfg.weight_decay);
-  };
+  const nn::LossScalerConfig sc = loss_scaler_config(cfg);
+  const dist::OptimizerFactory make_optimizer = optimizer_factory(cfg);
   std::unique_ptr<nn::MasterWeights> masters;
   std::unique_ptr<nn::DynamicLossScaler> scaler;
   std::unique_ptr<nn::Optimizer> optimizer;
