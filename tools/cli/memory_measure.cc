@@ -7,6 +7,8 @@
 #include <random>
 
 #include "models/llama.h"
+#include "models/llama_quantize.h"
+#include "nn/lora.h"
 #include "nn/master_weights.h"
 #include "nn/optimizer.h"
 #include "nn/optimizer_8bit.h"
@@ -51,6 +53,7 @@ std::string MemoryVariant::name() const {
   std::string n = bf16 ? "bf16+masters" : "f32";
   n += gradient_checkpointing ? " ckpt" : "";
   n += adamw_8bit ? " adamw8bit" : " adamw";
+  n += trained == TrainedPart::lora ? " lora" : trained == TrainedPart::qlora ? " qlora" : "";
   return n;
 }
 
@@ -59,6 +62,13 @@ std::vector<MemoryVariant> all_memory_variants() {
   for (bool bf16 : {false, true})
     for (bool ckpt : {false, true})
       for (bool q8 : {false, true}) out.push_back({bf16, ckpt, q8});
+  return out;
+}
+
+std::vector<MemoryVariant> adapter_memory_variants() {
+  std::vector<MemoryVariant> out;
+  for (bool bf16 : {false, true})
+    for (TrainedPart t : {TrainedPart::full, TrainedPart::lora, TrainedPart::qlora}) out.push_back({bf16, false, false, t});
   return out;
 }
 
@@ -77,6 +87,13 @@ MemoryMeasurement measure_training_step(const models::LlamaConfig& config, const
     auto model = std::make_unique<models::LlamaForCausalLM>(config, options.seed);
     model->set_gradient_checkpointing(variant.gradient_checkpointing);
     if (variant.bf16) model->to(DType::bf16);
+    if (variant.trained == TrainedPart::qlora) models::quantize_llama_nf4(*model, variant.bf16 ? DType::bf16 : DType::f32);
+    if (variant.trained != TrainedPart::full) {
+      nn::LoraSettings lora;  // r = 8, alpha = 16, as configs/tasks/lora.yaml
+      lora.target_linear = true;
+      lora.seed = options.seed;
+      nn::apply_lora(*model, lora);
+    }
     std::vector<Tensor> stepped = model->trainable_parameters();
     for (const Tensor& p : stepped) m.num_parameters += p.numel();
     std::unique_ptr<nn::MasterWeights> masters;
@@ -147,7 +164,7 @@ std::string memory_table(const std::vector<MemoryMeasurement>& rows) {
     std::snprintf(buf, sizeof buf, " %15.3f\n", mib(m.total_peak));
     out += buf;
   }
-  out += "\nbytes per parameter after the step:\n";
+  out += "\nbytes per trainable parameter after the step:\n";
   std::snprintf(buf, sizeof buf, "%-28s %15s %15s %15s\n", "variant", "parameter", "gradient", "optimizer_state");
   out += buf;
   for (const MemoryMeasurement& m : rows) {

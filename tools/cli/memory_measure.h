@@ -12,11 +12,17 @@
 
 namespace shardlab::cli {
 
+// What is trained: every parameter, LoRA adapters on a frozen base, or LoRA on a 4-bit NF4 base.
+enum class TrainedPart { full, lora, qlora };
+
 struct MemoryVariant {
   bool bf16 = false;                    // bf16 parameters + fp32 master weights (else plain f32)
   bool gradient_checkpointing = false;  // recompute each decoder layer in backward
   bool adamw_8bit = false;              // 8-bit AdamW (else 32-bit AdamW)
-  std::string name() const;             // e.g. "bf16+masters ckpt adamw8"
+  // lora/qlora: r = 8, alpha = 16 on every decoder projection (q, k, v, o, gate, up, down);
+  // qlora quantizes those projections to NF4 first (compute in the parameter dtype).
+  TrainedPart trained = TrainedPart::full;
+  std::string name() const;             // e.g. "bf16+masters ckpt adamw8bit lora"
 };
 
 // Bytes relative to the live bytes before the variant was built (CPU device).
@@ -46,6 +52,8 @@ MemoryMeasurement measure_training_step(const models::LlamaConfig& config, const
 
 // The 8 variants: {f32, bf16+masters} x {no checkpointing, checkpointing} x {AdamW, AdamW8bit}.
 std::vector<MemoryVariant> all_memory_variants();
+// Full fine-tuning vs LoRA vs QLoRA, each in f32 and in bf16+masters (AdamW, no checkpointing).
+std::vector<MemoryVariant> adapter_memory_variants();
 
 // The report: one row per measurement (MiB, 3 decimals, live/peak per tag and total peak),
 // then bytes per parameter for parameter, gradient and optimizer_state.
