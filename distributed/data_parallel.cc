@@ -19,6 +19,8 @@ DataParallelEngine::DataParallelEngine(const std::vector<Tensor>& params, Proces
                                        DataParallelOptions options)
     : group_(group), options_(std::move(options)), plan_(ShardingPlan::of(options_.preset)) {
   validate(options_);
+  SL_CHECK(!plan_.shard_parameters, "data parallel: preset ", preset_name(options_.preset),
+           " shards parameters: build the engine from the model (DataParallelEngine(model, group, options))");
   NoGradGuard no_grad;
   std::unordered_set<const TensorImpl*> seen;  // tied weights appear once
   for (const Tensor& p : params)
@@ -184,6 +186,8 @@ void DataParallelEngine::issue(int bucket) {
       break;
     }
     case Preset::zero2:
+    case Preset::zero3:
+    case Preset::hybrid_shard:
       st.work = group_.reduce_scatter(st.grad_shard, st.grads, ReduceOp::sum);
       break;
   }
@@ -207,7 +211,7 @@ void DataParallelEngine::finish_bucket(int bucket) {
     const BucketLayout& L = layout_[bucket];
     ops::copy_(ops::narrow(st.grads, 0, L.shard_offset(group_.rank()), L.shard_numel), st.grad_shard);
     st.grad_shard = Tensor();
-  } else if (options_.preset == Preset::zero2) {
+  } else if (plan_.shard_gradients) {
     st.grads = Tensor();
   }
 }
@@ -235,7 +239,9 @@ Tensor DataParallelEngine::shard_grad(int bucket) const {
     case Preset::ddp: return st.grads;
     case Preset::zero1:
       return ops::narrow(st.grads, 0, layout_[bucket].shard_offset(group_.rank()), layout_[bucket].shard_numel);
-    case Preset::zero2: return st.grad_shard;
+    case Preset::zero2:
+    case Preset::zero3:
+    case Preset::hybrid_shard: return st.grad_shard;
   }
   return Tensor();
 }

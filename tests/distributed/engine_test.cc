@@ -48,8 +48,13 @@ TEST(EnginePlan, PresetsAliasesAndErrors) {
   EXPECT_EQ(ShardingPlan::of(Preset::zero1), (ShardingPlan{true, false, false}));
   EXPECT_EQ(ShardingPlan::of(Preset::zero2), (ShardingPlan{true, true, false}));
   EXPECT_EQ(preset_from_zero_stage(2), Preset::zero2);
-  for (const char* later : {"zero3", "fsdp_full_shard", "fsdp_hybrid_shard"})
-    EXPECT_THAT([&] { parse_preset(later); }, ::testing::ThrowsMessage<Error>(HasSubstr("not supported yet (Distributed II)")));
+  EXPECT_EQ(parse_preset("fsdp_full_shard"), Preset::zero3);
+  EXPECT_EQ(parse_preset("fsdp_hybrid_shard"), Preset::hybrid_shard);
+  EXPECT_EQ(preset_from_zero_stage(3), Preset::zero3);
+  EXPECT_EQ(ShardingPlan::of(Preset::zero3), (ShardingPlan{true, true, true, false}));
+  EXPECT_EQ(ShardingPlan::of(Preset::hybrid_shard), (ShardingPlan{true, true, true, true}));
+  EXPECT_EQ(parse_backward_prefetch("BACKWARD_POST"), BackwardPrefetch::backward_post);
+  EXPECT_THAT([] { parse_wrap_policy("layer"); }, ::testing::ThrowsMessage<Error>(HasSubstr("'layer'")));
   EXPECT_THAT([] { parse_preset("zero4"); }, ::testing::ThrowsMessage<Error>(HasSubstr("'zero4'")));
   DataParallelOptions o;
   o.contiguous_gradients = false;
