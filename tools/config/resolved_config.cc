@@ -228,6 +228,7 @@ std::string resolved_config_yaml(const TrainConfig& c, const std::string& source
   key_value(e, "tf32", to_string(c.tf32));
   key_value(e, "gradient_checkpointing", c.gradient_checkpointing);
   key_value(e, "flash_attention", c.flash_attention);
+  if (c.trace) key_value(e, "trace", true);
   key_value(e, "device", to_string(c.device));
   emit_adapter(e, c.adapter);
   if (!c.deepspeed.empty()) key_value(e, "deepspeed", c.deepspeed);

@@ -278,6 +278,7 @@ TrainConfig parse_train_config(const std::string& yaml_text, const std::string& 
   if (const Field* f = top.find("tf32")) c.tf32 = read_toggle(rd, *f);
   read_bool(rd, top, "gradient_checkpointing", c.gradient_checkpointing);
   read_bool(rd, top, "flash_attention", c.flash_attention);
+  read_bool(rd, top, "trace", c.trace);
   if (const Field* f = top.find("device"))
     c.device = rd.choice<DeviceKind>(*f, {{"cpu", DeviceKind::cpu}, {"cuda", DeviceKind::cuda}, {"auto", DeviceKind::automatic}});
   if (const Field* f = top.find("generate_after_training")) c.generate_after_training = parse_generate(rd, *f);

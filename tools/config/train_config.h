@@ -163,6 +163,8 @@ struct TrainConfig {
   Toggle tf32 = Toggle::off;
   bool gradient_checkpointing = false;
   bool flash_attention = false;
+  // Write a Chrome trace (trace.json in output_dir, every rank merged) of the training run.
+  bool trace = false;
   DeviceKind device = DeviceKind::automatic;
 
   std::optional<GenerateAfterTraining> generate_after_training;
