@@ -218,8 +218,8 @@ TEST(TrainConfigErrors, UnsupportedYetKeysAreRejectedUnlessOff) {
   EXPECT_CONTAINS(file_error("unsupported.yaml"), "unsupported.yaml:5:1: 'load_in_8bit' is not supported yet");
   EXPECT_CONTAINS(text_error(kBase + "peft_use_dora: true\n"), "inline.yaml:5:1: 'peft_use_dora' is not supported yet");
   EXPECT_CONTAINS(text_error(kBase + "deepspeed: ds_zero2.json\n"), "deepspeed config 'ds_zero2.json' is not a readable file");
-  EXPECT_CONTAINS(text_error(kBase + "fsdp:\n  - full_shard\n"), "'fsdp' is not supported yet");
-  EXPECT_CONTAINS(text_error(kBase + "fsdp_config:\n  fsdp_offload_params: true\n"), "'fsdp_config' is not supported yet");
+  EXPECT_CONTAINS(text_error(kBase + "fsdp_config:\n  fsdp_limit_all_gathers: true\n"),
+                  "'fsdp_limit_all_gathers' in fsdp_config is not supported yet");
   EXPECT_CONTAINS(text_error(kBase + "tokenizer_config: tok/\n"),
                   "'tokenizer_config' is not supported yet; use 'tokenizer'");
   EXPECT_CONTAINS(text_error(kBase.substr(0, kBase.size() - 1) + "\n    data_files: [a.json]\n"),

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <numeric>
+#include <string>
 
 namespace shardlab::config::detail {
 
@@ -27,12 +28,11 @@ const KeySet& top_level_keys() {
        "gradient_checkpointing", "flash_attention", "trace", "device", "generate_after_training", "deepspeed", "ddp_timeout",
        "adapter", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "lora_target_linear",
        "lora_model_dir", "load_in_4bit", "bnb_4bit_quant_type", "bnb_4bit_compute_dtype",
-       "bnb_4bit_use_double_quant"},
+       "bnb_4bit_use_double_quant", "fsdp", "fsdp_config", "fsdp_version"},
       // Axolotl keys of features that come later (adapters, quantisation, sharding, logging
       // services, chat templates, ...): named so that a config using them fails loudly.
       {"lora_modules_to_save", "lora_fan_in_fan_out", "peft_use_dora", "peft_use_rslora",
-       "load_in_8bit", "gptq", "fsdp",
-       "fsdp_config", "fsdp_version", "model_type", "tokenizer_type", "tokenizer_config",
+       "load_in_8bit", "gptq", "model_type", "tokenizer_type", "tokenizer_config",
        "trust_remote_code", "chat_template", "special_tokens", "tokens", "dataset_prepared_path",
        "push_dataset_to_hub", "hub_model_id", "wandb_project", "wandb_entity", "wandb_name",
        "wandb_watch", "wandb_log_model", "wandb_run_id", "evals_per_epoch", "eval_sample_packing",
@@ -73,6 +73,30 @@ const KeySet& model_config_keys() {
        "tie_word_embeddings"},
       {"head_dim", "rope_scaling", "initializer_range", "torch_dtype", "bos_token_id",
        "eos_token_id", "pad_token_id", "hidden_act", "attention_bias", "mlp_bias"}};
+  return keys;
+}
+
+const KeySet& fsdp_config_keys() {
+  // Each key with and without Axolotl's `fsdp_` prefix (Axolotl strips it; both are in the wild).
+  static const KeySet keys = [] {
+    static const std::vector<std::string> names = [] {
+      std::vector<std::string> out;
+      for (const char* k : {"version", "sharding_strategy", "reshard_after_forward", "offload_params",
+                            "cpu_offload_pin_memory", "auto_wrap_policy", "transformer_layer_cls_to_wrap",
+                            "min_num_params", "state_dict_type", "final_state_dict_type", "cpu_ram_efficient_loading",
+                            "backward_prefetch", "forward_prefetch", "sync_module_states", "use_orig_params",
+                            "activation_checkpointing", "hybrid_shard_group_size"}) {
+        out.emplace_back(k);
+        out.push_back(std::string("fsdp_") + k);
+      }
+      return out;
+    }();
+    KeySet set{"fsdp_config", {}, {"mixed_precision_policy", "fsdp_mixed_precision_policy", "limit_all_gathers",
+                                   "fsdp_limit_all_gathers", "backward_prefetch_policy", "fsdp_backward_prefetch_policy",
+                                   "activation_offloading", "fsdp_activation_offloading"}};
+    for (const std::string& n : names) set.known.push_back(n);
+    return set;
+  }();
   return keys;
 }
 

@@ -23,6 +23,7 @@ const KeySet& dataset_keys();
 const KeySet& custom_format_keys();  // the keys of a map-valued dataset `type:` (Axolotl's form)
 const KeySet& model_config_keys();
 const KeySet& generate_keys();
+const KeySet& fsdp_config_keys();  // each key with and without the `fsdp_` prefix
 
 // Optimal string alignment distance: insertions, deletions, substitutions and swaps of two
 // neighbouring characters cost 1 each ("learnig_rate" and "feild" are both one away).

@@ -169,8 +169,8 @@ void merge_deepspeed_config(const std::string& path, const ExplicitKeys& explici
              "gradient_predivide_factor", "prescale_gradients", "sparse_gradients", "data_types", "elasticity",
              "pipeline", "autotuning", "tensorboard", "wandb", "csv_monitor"});
   // Permissions, not behaviour: "may ZeRO shard an optimizer DeepSpeed did not write" (shardlab's
-  // engine shards its own optimizers) and "must offload use DeepSpeed's CPU Adam" (offload is not
-  // trained yet). Either value is accepted; the type is checked.
+  // engine shards its own optimizers) and "must offload use DeepSpeed's CPU Adam" (offload is
+  // rejected at startup on the CPU). Either value is accepted; the type is checked.
   root.get_bool("zero_allow_untested_optimizer", false);
   root.get_bool("zero_force_ds_cpu_optimizer", false);
   root.get_int("steps_per_print", 10);
@@ -245,15 +245,28 @@ DistributedSettings check_distributed_runtime(const TrainConfig& c, const Runtim
              " x gradient_accumulation_steps ", c.gradient_accumulation_steps, " x world size ", shape.world_size,
              " = ", global, "; make them agree or set train_batch_size to \"auto\"");
   }
-  SL_CHECK(d.zero_stage != 3, file, "zero_optimization.stage 3: ZeRO-3 arrives with Distributed II; train with stage 0, 1 or 2");
+  // ZeRO-3 is decided by the engine (dist::preset_from_zero_stage), which knows whether it has it.
+  // Offload moves model state from a GPU to host memory; this build trains on the CPU, so there is
+  // nothing to move, and a silent no-op would misreport what the run does.
+  constexpr const char* kOffloadOnCpu = ": offload needs the model on a CUDA device; this run is on the CPU";
   SL_CHECK(d.offload_optimizer.device == OffloadDevice::none, file, "zero_optimization.offload_optimizer.device ",
-           to_string(d.offload_optimizer.device),
-           ": optimizer offload arrives with Distributed II; remove offload_optimizer or set its device to \"none\"");
+           to_string(d.offload_optimizer.device), kOffloadOnCpu, " (remove offload_optimizer or set its device to \"none\")");
   SL_CHECK(d.offload_param.device == OffloadDevice::none, file, "zero_optimization.offload_param.device ",
-           to_string(d.offload_param.device), ": parameter offload arrives with Distributed II");
+           to_string(d.offload_param.device), kOffloadOnCpu, " (remove offload_param or set its device to \"none\")");
+  if (c.fsdp.enabled) {
+    SL_CHECK(!c.fsdp.offload_params, "fsdp_config.offload_params (or fsdp: [offload])", kOffloadOnCpu);
+    if (c.fsdp.sharding_strategy == FsdpShardingStrategy::hybrid_shard) hybrid_shard_group_size(c.fsdp, shape.world_size);
+    // Rank 0 alone reads the checkpoint and the engine's initial broadcast gives the others its
+    // weights; frozen weights (LoRA/QLoRA base) are not broadcast, so every rank must read them.
+    SL_CHECK(!c.fsdp.cpu_ram_efficient_loading || c.adapter.kind == AdapterKind::none,
+             "fsdp_config.cpu_ram_efficient_loading with adapter ", to_string(c.adapter.kind),
+             ": the frozen base weights are not broadcast, so every rank must read them; set it to false");
+    SL_CHECK(!c.fsdp.cpu_ram_efficient_loading || c.fsdp.sync_module_states,
+             "fsdp_config.cpu_ram_efficient_loading needs sync_module_states true (rank 0's weights are broadcast)");
+  }
   SL_CHECK(!d.round_robin_gradients, file,
-           "zero_optimization.round_robin_gradients orders gradient partitions for CPU offload, which arrives with "
-           "Distributed II; set it to false");
+           "zero_optimization.round_robin_gradients orders gradient partitions for CPU offload, which needs the model "
+           "on a CUDA device (this run is on the CPU); set it to false");
   // Knobs with a meaning that the engine does not implement: an error, never a silent change.
   SL_CHECK(d.reduce_scatter, file,
            "zero_optimization.reduce_scatter false (all-reduce, then keep the own shard) is not supported: shardlab's "

@@ -35,7 +35,11 @@ struct RuntimeShape {
 //     world size; the error names both keys and the three factors;
 //   - "auto" bucket sizes become numbers (reduce_bucket_size hidden_size^2, stage 3's prefetch
 //     0.9 x hidden_size^2 and persistence threshold 10 x hidden_size, as Hugging Face resolves them);
-//   - ZeRO-3 and CPU/NVMe offload parse, but training with them is an error until Distributed II;
+//   - CPU/NVMe offload (DeepSpeed's offload_* and FSDP's offload_params) is an error naming the key:
+//     the model lives on the CPU in this build, so there is nothing to offload; ZeRO-3 is left to
+//     the engine's preset (dist::preset_from_zero_stage);
+//   - FSDP: hybrid_shard_group_size must divide the world size, cpu_ram_efficient_loading needs a
+//     model whose every weight is broadcast (no adapter) and sync_module_states;
 //   - reduce_scatter, allgather_partitions and contiguous_gradients false (paths the engine does not
 //     have) and round_robin_gradients true (an offload ordering) are errors naming the key.
 // Returns the settings with nothing left "auto".

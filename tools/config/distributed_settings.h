@@ -21,7 +21,7 @@ struct OffloadSettings {
 
 struct DistributedSettings {
   // DeepSpeed's zero_optimization.stage: 0 DDP, 1 sharded optimizer state, 2 + sharded gradients,
-  // 3 + sharded parameters (parsed; trained from Distributed II on, see check_distributed_runtime).
+  // 3 + sharded parameters (trained when the engine has the zero3 preset).
   int64_t zero_stage = 0;
   // Stage 0-2 knobs. Bucket sizes count elements, as DeepSpeed's do. nullopt: "auto", resolved at
   // startup from the model's hidden size (Hugging Face's rule: hidden_size^2).
@@ -33,7 +33,7 @@ struct DistributedSettings {
   int64_t allgather_bucket_size = 500'000'000;
   bool round_robin_gradients = false; // an offload-only ordering of gradient partitions
 
-  // Stage 3 and offload (parsed so Axolotl's files load; trained from Distributed II on).
+  // Stage 3 and offload (offload is rejected at startup: the model lives on the CPU in this build).
   // nullopt: "auto" (prefetch 0.9 x hidden_size^2, persistence 10 x hidden_size).
   int64_t sub_group_size = 1'000'000'000;
   std::optional<int64_t> stage3_prefetch_bucket_size = 50'000'000;

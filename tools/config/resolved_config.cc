@@ -180,6 +180,28 @@ void emit_adapter(YAML::Emitter& e, const AdapterConfig& a) {
   }
 }
 
+// Unprefixed keys (Axolotl's current spelling); only when FSDP is on.
+void emit_fsdp(YAML::Emitter& e, const FsdpSettings& f) {
+  if (!f.enabled) return;
+  key_value(e, "fsdp_version", f.version);
+  e << YAML::Key << "fsdp_config" << YAML::Value << YAML::BeginMap;
+  key_value(e, "sharding_strategy", to_string(f.sharding_strategy));
+  if (f.auto_wrap_policy != FsdpAutoWrapPolicy::none) key_value(e, "auto_wrap_policy", to_string(f.auto_wrap_policy));
+  if (f.auto_wrap_policy == FsdpAutoWrapPolicy::transformer_based)
+    key_value(e, "transformer_layer_cls_to_wrap", f.transformer_layer_cls_to_wrap);
+  if (f.min_num_params) key_value(e, "min_num_params", *f.min_num_params);
+  key_value(e, "offload_params", f.offload_params);
+  key_value(e, "state_dict_type", to_string(f.state_dict_type));
+  key_value(e, "cpu_ram_efficient_loading", f.cpu_ram_efficient_loading);
+  key_value(e, "backward_prefetch", to_string(f.backward_prefetch));
+  key_value(e, "forward_prefetch", f.forward_prefetch);
+  key_value(e, "sync_module_states", f.sync_module_states);
+  key_value(e, "use_orig_params", f.use_orig_params);
+  key_value(e, "activation_checkpointing", f.activation_checkpointing);
+  if (f.hybrid_shard_group_size) key_value(e, "hybrid_shard_group_size", *f.hybrid_shard_group_size);
+  e << YAML::EndMap;
+}
+
 }  // namespace
 
 std::string resolved_config_yaml(const TrainConfig& c, const std::string& source_path) {
@@ -233,6 +255,7 @@ std::string resolved_config_yaml(const TrainConfig& c, const std::string& source
   emit_adapter(e, c.adapter);
   if (!c.deepspeed.empty()) key_value(e, "deepspeed", c.deepspeed);
   key_value(e, "ddp_timeout", c.distributed.ddp_timeout_seconds);
+  emit_fsdp(e, c.fsdp);
   if (c.generate_after_training) {
     e << YAML::Key << "generate_after_training" << YAML::Value << YAML::BeginMap;
     key_value(e, "prompt", c.generate_after_training->prompt);

@@ -17,6 +17,7 @@
 #include "core/error.h"
 #include "tools/config/adapter_config.h"
 #include "tools/config/config_reader.h"
+#include "tools/config/fsdp_config.h"
 
 namespace shardlab::config {
 
@@ -313,6 +314,18 @@ TrainConfig parse_train_config(const std::string& yaml_text, const std::string& 
   if (c.num_epochs == 0 && c.max_steps == 0) {
     const Field* f = top.find("num_epochs") ? top.find("num_epochs") : top.find("max_steps");
     rd.fail_at(f->value, "num_epochs and max_steps are both 0: nothing would be trained");
+  }
+  c.fsdp = detail::parse_fsdp(rd, top);
+  if (c.fsdp.enabled && top.find("deepspeed")) {
+    const Field* fsdp = top.find("fsdp_config") ? top.find("fsdp_config") : top.find("fsdp");
+    rd.fail_at(later(*top.find("deepspeed"), *fsdp).key,
+               "deepspeed and " + fsdp->path + " are alternatives: shard with DeepSpeed's ZeRO or with FSDP, not both");
+  }
+  // Axolotl's fsdp_config.activation_checkpointing: per-layer checkpointing, as gradient_checkpointing.
+  if (c.fsdp.activation_checkpointing) {
+    if (const Field* f = top.find("gradient_checkpointing"); f && !c.gradient_checkpointing)
+      rd.fail_at(f->value, "gradient_checkpointing is false but fsdp_config.activation_checkpointing is true");
+    c.gradient_checkpointing = true;
   }
   if (const Field* f = top.find("deepspeed")) {
     c.deepspeed = f->value.Scalar();

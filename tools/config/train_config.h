@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "tools/config/distributed_settings.h"
+#include "tools/config/fsdp_config.h"
 
 namespace shardlab::config {
 
@@ -179,6 +180,8 @@ struct TrainConfig {
   std::string communication_data_type;
   // Data parallelism across ranks (see distributed_settings.h).
   DistributedSettings distributed;
+  // Axolotl's `fsdp:` / `fsdp_config:` (fsdp_config.h); an alternative to `deepspeed:`.
+  FsdpSettings fsdp;
 
   bool operator==(const TrainConfig&) const = default;
 };
