@@ -21,6 +21,7 @@
 #include "nn/precision_policy.h"
 #include "tools/cli/args.h"
 #include "tools/cli/commands.h"
+#include "tools/cli/data_parallel_options.h"
 #include "tools/cli/loss_plot.h"
 #include "tools/cli/run_setup.h"
 #include "tools/cli/train_adapter.h"
@@ -98,7 +99,16 @@ int run_train(const std::vector<std::string>& argv) {
   // f16 the dynamic loss scaler (DeepSpeed's defaults). The loss is computed in f32 either way.
   const nn::PrecisionPolicy precision = precision_from(cfg);
   // In the parameter dtype; with load_in_4bit (QLoRA) the decoder projections are 4-bit NF4.
-  std::unique_ptr<models::LlamaForCausalLM> model = build_model(cfg, precision, tokenizer->vocab_size(), config_path);
+  // fsdp_config.cpu_ram_efficient_loading: only rank 0 reads the weights file; the other ranks
+  // build the architecture and get rank 0's weights from the engine's initial broadcast (the
+  // startup checks require every weight to be trained, i.e. broadcast, and sync_module_states).
+  const bool skip_weights = cfg.fsdp.cpu_ram_efficient_loading && world->rank() != 0 && !cfg.base_model.empty() &&
+                            cfg.adapter.kind == config::AdapterKind::none;
+  std::unique_ptr<models::LlamaForCausalLM> model =
+      skip_weights ? std::make_unique<models::LlamaForCausalLM>(models::load_llama_config(cfg.base_model),
+                                                                static_cast<uint64_t>(cfg.seed))
+                   : build_model(cfg, precision, tokenizer->vocab_size(), config_path);
+  if (skip_weights && precision.uses_master_weights()) model->to(precision.param_dtype);
   // Recompute each decoder layer in backward instead of keeping its activations.
   model->set_gradient_checkpointing(cfg.gradient_checkpointing);
   // LoRA: adapters on the frozen base; only they reach the optimizer (and the fp32 masters).
@@ -110,9 +120,9 @@ int run_train(const std::vector<std::string>& argv) {
            " exceeds the model's max_position_embeddings ", mc.max_position_embeddings);
   // train_batch_size against the world size, "auto" bucket sizes, ZeRO-3/offload (deepspeed_config.h).
   const config::DistributedSettings ds = config::check_distributed_runtime(cfg, {world->size(), mc.hidden_size});
-  // The engine runs whenever there is more than one rank or a ZeRO stage is asked for; one process
-  // without a ZeRO stage keeps the plain path.
-  const bool data_parallel = world->size() > 1 || ds.zero_stage > 0;
+  // The engine runs whenever there is more than one rank or a ZeRO stage or FSDP is asked for; one
+  // process without either keeps the plain path.
+  const bool data_parallel = world->size() > 1 || ds.zero_stage > 0 || cfg.fsdp.enabled;
 
   TrainingData data = load_training_data(cfg, *tokenizer, config_path);
   models::TrainValSplit& split = data.split;
@@ -167,23 +177,15 @@ int run_train(const std::vector<std::string>& argv) {
   dist::DataParallelSetup dp;
   if (data_parallel) {
     // The engine broadcasts rank 0's parameters, keeps the (sharded) fp32 masters and the optimizer
-    // steps its shards. DeepSpeed's zero_optimization knobs when a JSON gives them, else the engine's.
-    dist::DataParallelOptions o;
-    o.preset = dist::preset_from_zero_stage(ds.zero_stage);
-    if (!cfg.deepspeed.empty()) {
-      o.reduce_bucket_size = *ds.reduce_bucket_size;
-      o.allgather_bucket_size = ds.allgather_bucket_size;
-      o.overlap_comm = ds.overlap_comm;
-    }
+    // steps its shards. DeepSpeed's or FSDP's knobs when the config gives them, else the engine's.
+    const dist::DataParallelOptions o = data_parallel_options(cfg, ds, world->size());
     dp = dist::make_data_parallel(model->parameters(), *world, o, precision, make_optimizer, sc);
     optimizer = std::move(dp.optimizer);
     scaler = std::move(dp.scaler);
     if (rank0)
-      std::printf("# data parallel: world size %d (%s), preset %s, reduce bucket %ld elements, all-gather bucket %ld "
-                  "elements, overlap_comm %s, collective timeout %ld s\n",
-                  world->size(), world->backend_name().c_str(), dist::preset_name(o.preset),
-                  static_cast<long>(o.reduce_bucket_size), static_cast<long>(o.allgather_bucket_size),
-                  o.overlap_comm ? "on" : "off", static_cast<long>(world->timeout().count() / 1000));
+      std::printf("# data parallel: world size %d (%s), %s, collective timeout %ld s\n", world->size(),
+                  world->backend_name().c_str(), describe(o, world->size()).c_str(),
+                  static_cast<long>(world->timeout().count() / 1000));
   } else {
     std::vector<Tensor> stepped = model->trainable_parameters();
     if (precision.uses_master_weights()) {
