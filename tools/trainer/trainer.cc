@@ -13,6 +13,8 @@
 #include "core/atomic_file.h"
 #include "core/safetensors.h"
 #include "models/llama_io.h"
+#include "distributed/sharded_checkpoint.h"
+#include "tools/trainer/checkpoint_io.h"
 
 namespace shardlab::train {
 
@@ -261,9 +263,15 @@ std::string Trainer::save_checkpoint() const {
     fs::create_directories(tmp_dir);
   }
   barrier();
-  if (engine_ != nullptr) save_rank_state(tmp_dir, optimizer_, *engine_, data_);
+  if (options_.state_dict_type == StateDictType::sharded) {
+    write_sharded_checkpoint(tmp_dir, model_, optimizer_, engine_, data_);
+  } else {
+    if (engine_ != nullptr) save_rank_state(tmp_dir, optimizer_, *engine_, data_);
+    if (!options_.save_weights) write_full_model(tmp_dir, model_, engine_, model_.config().torch_dtype);
+  }
   if (is_rank0()) write_checkpoint_files(tmp_dir);
   barrier();
+  if (options_.before_checkpoint_rename) options_.before_checkpoint_rename(tmp_dir.string());
   if (is_rank0()) {
     // Swap the finished directory into place; an older save of the same step is replaced whole.
     if (fs::exists(final_dir)) {
@@ -280,14 +288,15 @@ std::string Trainer::save_checkpoint() const {
 }
 
 void Trainer::write_checkpoint_files(const fs::path& tmp_dir) const {
-  if (options_.save_weights) options_.save_weights(tmp_dir.string());
-  else models::save_llama(model_, tmp_dir.string(), model_.config().torch_dtype);
-  if (engine_ == nullptr) {
+  const bool sharded = options_.state_dict_type == StateDictType::sharded;
+  // LoRA/QLoRA adapters are replicated on every rank under ddp/zero1/zero2: rank 0's are whole.
+  if (options_.save_weights && !sharded) options_.save_weights(tmp_dir.string());
+  if (engine_ == nullptr && !sharded) {
     std::vector<std::pair<std::string, Tensor>> opt_state;
     for (auto& [name, t] : optimizer_.state_dict()) opt_state.emplace_back(name, t);
     save_safetensors((tmp_dir / "optimizer.safetensors").string(), opt_state);
   }
-  if (precision_.masters != nullptr) {
+  if (precision_.masters != nullptr && !sharded) {
     // The fp32 masters are the real weights of a 16-bit run; the model file holds their rounding.
     std::vector<std::pair<std::string, Tensor>> masters;
     const std::vector<Tensor>& m = precision_.masters->masters();
@@ -309,36 +318,22 @@ void Trainer::write_checkpoint_files(const fs::path& tmp_dir) const {
   json::Value hist = json::Value::array();
   for (const StepStats& s : history_) hist.push_back(stats_json(s));
   state.set("log_history", hist);
-  if (engine_ != nullptr) state.set("data_parallel", data_parallel_json(*engine_));
+  if (engine_ != nullptr && !sharded) state.set("data_parallel", data_parallel_json(*engine_));
   write_file_atomic((tmp_dir / "trainer_state.json").string(), json::dump_pretty(state) + "\n");
 }
 
 void Trainer::load_checkpoint(const std::string& checkpoint_dir) {
   SL_CHECK(fs::is_directory(checkpoint_dir), "resume: checkpoint directory '", checkpoint_dir, "' does not exist");
-  if (options_.load_weights) options_.load_weights(checkpoint_dir);
-  else models::load_llama_weights(model_, checkpoint_dir);
   const std::string state_path = (fs::path(checkpoint_dir) / "trainer_state.json").string();
   json::Value trainer_state = json::parse_file(state_path);
   json::Ref ref(trainer_state, state_path);
-  if (engine_ != nullptr) {
-    load_rank_state(checkpoint_dir, ref, optimizer_, *engine_, data_);
+  if (fs::exists(fs::path(checkpoint_dir) / dist::kShardedIndexFile)) {
+    // Sharded: any world size and preset; the fp32 masters are the stored parameter values.
+    load_sharded_checkpoint(checkpoint_dir, model_, optimizer_, precision_.masters, engine_, data_);
   } else {
-    SafetensorsFile opt = SafetensorsFile::open((fs::path(checkpoint_dir) / "optimizer.safetensors").string());
-    nn::NamedTensors state;
-    for (const std::string& name : opt.names()) state.emplace_back(name, opt.get(name));
-    optimizer_.load_state_dict(state);
-    data_.restore(ref["data"].value());
+    load_full_checkpoint(checkpoint_dir, ref);
   }
   step_ = ref["global_step"].as_int();
-  if (precision_.masters != nullptr) {
-    const std::string path = (fs::path(checkpoint_dir) / "master_weights.safetensors").string();
-    SL_CHECK(fs::exists(path), "resume: ", checkpoint_dir, " has no master_weights.safetensors (was it saved by a 16-bit run?)");
-    SafetensorsFile masters = SafetensorsFile::open(path);
-    NoGradGuard no_grad;
-    const std::vector<Tensor>& m = precision_.masters->masters();
-    for (size_t i = 0; i < m.size(); ++i) ops::copy_(m[i], masters.get(std::to_string(i)));
-    precision_.masters->masters_to_model();
-  }
   if (precision_.scaler != nullptr) {
     json::Ref ls = ref["loss_scaler"];
     precision_.scaler->load_state({ls["scale"].as_double(), ls["iteration"].as_int(),
@@ -359,6 +354,29 @@ void Trainer::load_checkpoint(const std::string& checkpoint_dir) {
     s.seconds = r["seconds"].as_double();
     s.eval_loss = r.get_double("eval_loss", -1.0);
     history_.push_back(s);
+  }
+}
+
+void Trainer::load_full_checkpoint(const std::string& checkpoint_dir, json::Ref trainer_state) {
+  if (options_.load_weights) options_.load_weights(checkpoint_dir);
+  else models::load_llama_weights(model_, checkpoint_dir);
+  if (engine_ != nullptr) {
+    load_rank_state(checkpoint_dir, trainer_state, optimizer_, *engine_, data_);
+  } else {
+    SafetensorsFile opt = SafetensorsFile::open((fs::path(checkpoint_dir) / "optimizer.safetensors").string());
+    nn::NamedTensors state;
+    for (const std::string& name : opt.names()) state.emplace_back(name, opt.get(name));
+    optimizer_.load_state_dict(state);
+    data_.restore(trainer_state["data"].value());
+  }
+  if (precision_.masters != nullptr) {
+    const std::string path = (fs::path(checkpoint_dir) / "master_weights.safetensors").string();
+    SL_CHECK(fs::exists(path), "resume: ", checkpoint_dir, " has no master_weights.safetensors (was it saved by a 16-bit run?)");
+    SafetensorsFile masters = SafetensorsFile::open(path);
+    NoGradGuard no_grad;
+    const std::vector<Tensor>& m = precision_.masters->masters();
+    for (size_t i = 0; i < m.size(); ++i) ops::copy_(m[i], masters.get(std::to_string(i)));
+    precision_.masters->masters_to_model();
   }
 }
 

@@ -36,6 +36,18 @@ class BatchStream {
   virtual int64_t epoch() const { return 0; }
 };
 
+// How checkpoints hold the model and the optimizer (accelerate's fsdp_state_dict_type).
+enum class StateDictType {
+  // FULL_STATE_DICT: the model as a Hugging Face checkpoint (or PEFT adapter), gathered onto rank 0
+  // one bucket at a time; optimizer state per rank in the engine's layout (resume needs the same
+  // world size, preset and bucket size).
+  full,
+  // SHARDED_STATE_DICT: every rank writes its pieces of the parameters and optimizer state,
+  // unflattened and unpadded, with an index (distributed/sharded_checkpoint.h); any world size and
+  // preset, or one process, resumes from it, and `shardlab convert` turns it into an HF checkpoint.
+  sharded,
+};
+
 struct TrainerOptions {
   int64_t max_steps = 1;
   int64_t gradient_accumulation_steps = 1;
@@ -49,6 +61,10 @@ struct TrainerOptions {
   // Adapter runs (LoRA/QLoRA) keep only the trainable weights: when set, checkpoints save and load
   // them through these (a PEFT adapter) instead of the full model's config.json + model.safetensors.
   std::function<void(const std::string& dir)> save_weights, load_weights;
+  StateDictType state_dict_type = StateDictType::full;
+  // Called on every rank with the finished temporary checkpoint directory just before rank 0 renames
+  // it into place (tests throw here to simulate a crash mid-save).
+  std::function<void(const std::string& tmp_dir)> before_checkpoint_rename;
 };
 
 // With a data-parallel engine, loss, tokens and target_tokens are global (all ranks' micro batches).
@@ -93,9 +109,11 @@ class Trainer {
   // checkpoint-N: config.json + model.safetensors (HF format), optimizer.safetensors,
   // trainer_state.json (step, data position, loss history). Written under a temporary name and
   // renamed, so an interrupted save leaves the previous checkpoint untouched. With an engine,
-  // rank 0 writes the model and trainer_state.json, every rank R its optimizer shard (and fp32
+  // the model is gathered onto rank 0 bucket by bucket, rank 0 writes it and trainer_state.json, every rank R its optimizer shard (and fp32
   // master shard) as optimizer-rank-R.safetensors and its data position as data-rank-R.json;
-  // resuming needs the same world size, preset and bucket size.
+  // resuming needs the same world size, preset and bucket size. With StateDictType::sharded the
+  // directory holds index.json, shard-rank-R.safetensors, data-rank-R.json, config.json and
+  // trainer_state.json instead, and load_checkpoint accepts any world size and preset.
   std::string save_checkpoint() const;
   void load_checkpoint(const std::string& checkpoint_dir);
 
@@ -110,6 +128,8 @@ class Trainer {
   void barrier() const;
   // Rank 0's part of a checkpoint: the model, the single-process optimizer/master files, trainer_state.json.
   void write_checkpoint_files(const std::filesystem::path& tmp_dir) const;
+  // FULL_STATE_DICT resume: the model, the optimizer (per rank with an engine), masters, data.
+  void load_full_checkpoint(const std::string& checkpoint_dir, json::Ref trainer_state);
 
   models::LlamaForCausalLM& model_;
   nn::Optimizer& optimizer_;
