@@ -8,6 +8,7 @@
 #include "autograd/grad_mode.h"
 #include "autograd/node.h"
 #include "core/ops.h"
+#include "core/trace.h"
 
 namespace shardlab {
 
@@ -99,7 +100,10 @@ void run_engine(const std::vector<Edge>& roots, const std::vector<Tensor>& root_
         grads[i] = Tensor::zeros(m.shape, m.dtype, m.device);
       }
     std::vector<Tensor> input_grads;
-    if (!(is_leaf && captures != nullptr)) input_grads = node->apply(std::move(grads));
+    if (!(is_leaf && captures != nullptr)) {
+      const trace::Scope span(trace::Category::autograd, [&] { return node->name() + " backward"; });
+      input_grads = node->apply(std::move(grads));
+    }
     if (!retain_graph) node->release_saved();
     if (is_leaf) continue;
     SL_CHECK(input_grads.size() == node->next_edges.size(), "backward of ", node->name(), " returned ",

@@ -78,8 +78,10 @@ class Scope {
   }
   template <typename ArgsFn>
     requires std::is_invocable_r_v<std::string, ArgsFn>
-  Scope(const char* name, Category category, ArgsFn&& args) : Scope(name, category) {
-    if (start_ns_ >= 0) args_ = args();
+  Scope(const char* name, Category category, ArgsFn&& args) : category_(category), static_name_(name) {
+    if (!enabled()) return;
+    args_ = args();  // formatted before the clock starts, so the span times only the work
+    start_ns_ = now_ns();
   }
   template <typename NameFn>
     requires std::is_invocable_r_v<std::string, NameFn>

@@ -6,6 +6,7 @@
 
 #include "core/checks.h"
 #include "core/ops/optim_8bit.h"
+#include "core/trace.h"
 
 namespace shardlab::ops {
 
@@ -104,6 +105,7 @@ void dequantize_blockwise(const Tensor& codes, const Tensor& absmax, const Tenso
 
 void adamw_8bit_step(const Tensor& param, const Tensor& grad, const Tensor& m_codes, const Tensor& v_codes,
                      const Tensor& absmax_m, const Tensor& absmax_v, const AdamWHyper& h) {
+  SL_TRACE_OP("adamw_8bit_step", param);
   const char* op = "adamw_8bit_step";
   check_cpu(op, {param, grad, m_codes, v_codes, absmax_m, absmax_v});
   check_same_dtype(op, param, grad);

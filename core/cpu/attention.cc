@@ -17,6 +17,7 @@
 #include "core/ops/fused.h"
 #include "core/ops/views.h"
 #include "core/strided.h"
+#include "core/trace.h"
 
 namespace shardlab::ops {
 
@@ -250,6 +251,7 @@ void backward_kv_head(const Geometry& g, const int64_t* seg, int64_t b, int64_t 
 }  // namespace
 
 AttentionOut attention_fwd(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionOptions& options) {
+  SL_TRACE_OP("attention_fwd", q, k, v);
   const Geometry g = check_attention("attention_fwd", q, k, v, options);
   AttentionOut res;
   dispatch_float(q.dtype(), "attention_fwd", [&]<typename T>() {
@@ -280,6 +282,7 @@ AttentionOut attention_fwd(const Tensor& q, const Tensor& k, const Tensor& v, co
 
 AttentionGrads attention_bwd(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
                              const Tensor& out, const Tensor& lse, const AttentionOptions& options) {
+  SL_TRACE_OP("attention_bwd", dout, q, k, v);
   const char* op = "attention_bwd";
   const Geometry g = check_attention(op, q, k, v, options);
   check_cpu(op, {dout, q, out, lse});

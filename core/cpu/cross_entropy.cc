@@ -17,6 +17,7 @@
 #include "core/cpu/loops.h"
 #include "core/ops/fused.h"
 #include "core/ops/views.h"
+#include "core/trace.h"
 
 namespace shardlab::ops {
 
@@ -73,6 +74,7 @@ const A* as_acc(const T* x, int64_t n, A* buf) {
 
 CrossEntropyOut cross_entropy_fwd(const Tensor& logits, const Tensor& targets, int64_t ignore_index,
                                   Reduction reduction) {
+  SL_TRACE_OP("cross_entropy_fwd", logits, targets);
   const char* op = "cross_entropy_fwd";
   check_cpu(op, {logits, targets});
   const std::vector<int64_t> t = checked_targets(op, logits, targets, ignore_index);
@@ -130,6 +132,7 @@ CrossEntropyOut cross_entropy_fwd(const Tensor& logits, const Tensor& targets, i
 
 Tensor cross_entropy_bwd(const Tensor& dloss, const Tensor& logits, const Tensor& targets, const Tensor& lse,
                          int64_t ignore_index, Reduction reduction, int64_t count) {
+  SL_TRACE_OP("cross_entropy_bwd", logits, targets);
   const char* op = "cross_entropy_bwd";
   check_cpu(op, {dloss, logits, targets, lse});
   const std::vector<int64_t> t = checked_targets(op, logits, targets, ignore_index);

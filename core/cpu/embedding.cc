@@ -9,6 +9,7 @@
 #include "core/checks.h"
 #include "core/ops/linalg.h"
 #include "core/strided.h"
+#include "core/trace.h"
 
 namespace shardlab::ops {
 
@@ -44,6 +45,7 @@ std::vector<int64_t> row_offsets(const Tensor& t) {
 }  // namespace
 
 Tensor embedding(const Tensor& weight, const Tensor& ids) {
+  SL_TRACE_OP("embedding", weight, ids);
   check_cpu("embedding", {weight, ids});
   check_same_device("embedding", weight, ids);
   check_dim("embedding", weight, 2, "weight");
@@ -71,6 +73,7 @@ Tensor embedding(const Tensor& weight, const Tensor& ids) {
 }
 
 Tensor embedding_backward(const Tensor& grad, const Tensor& ids, int64_t num_embeddings) {
+  SL_TRACE_OP("embedding_backward", grad, ids);
   check_cpu("embedding_backward", {grad, ids});
   check_same_device("embedding_backward", grad, ids);
   check_float("embedding_backward", grad);

@@ -16,6 +16,7 @@
 #include "core/ops/linalg.h"
 #include "core/ops/views.h"
 #include "core/strided.h"
+#include "core/trace.h"
 
 namespace shardlab::ops {
 
@@ -198,6 +199,7 @@ Tensor eigen_readable(const Tensor& t) {
 }  // namespace
 
 Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
+  SL_TRACE_OP("matmul", a_in, b_in);
   check_cpu("matmul", {a_in, b_in});
   SL_CHECK(a_in.dim() >= 2 && b_in.dim() >= 2, "matmul: both operands need at least 2 dims, got a of shape ",
            shape_str(a_in.shape()), " and b of shape ", shape_str(b_in.shape()));

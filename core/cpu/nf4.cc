@@ -8,6 +8,7 @@
 #include "core/ops/nf4.h"
 #include "core/ops/optim_8bit.h"  // quantize_nearest
 #include "core/ops/views.h"
+#include "core/trace.h"
 
 namespace shardlab {
 namespace ops {
@@ -139,6 +140,7 @@ Tensor nf4_absmax(const Nf4Tensor& q) {
 }
 
 Tensor nf4_dequantize(const Nf4Tensor& q, DType out_dtype) {
+  SL_TRACE_SCOPE("nf4_dequantize", op);
   const char* op = "nf4_dequantize";
   check_nf4(op, q);
   Tensor absmax;

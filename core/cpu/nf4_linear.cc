@@ -11,6 +11,7 @@
 #include "core/checks.h"
 #include "core/ops/nf4.h"
 #include "core/ops/views.h"
+#include "core/trace.h"
 
 namespace shardlab::ops {
 
@@ -95,6 +96,7 @@ void tiled(const Nf4Tensor& w, int64_t M, int64_t cols, const Tensor& out, Body&
 }  // namespace
 
 Tensor nf4_linear(const Tensor& x, const Nf4Tensor& w) {
+  SL_TRACE_OP("nf4_linear", x);
   const char* op = "nf4_linear";
   const auto [N, K] = check_args(op, x, w, 1, "input");
   Shape out_shape = x.shape();
@@ -116,6 +118,7 @@ Tensor nf4_linear(const Tensor& x, const Nf4Tensor& w) {
 }
 
 Tensor nf4_linear_backward_input(const Tensor& dy, const Nf4Tensor& w) {
+  SL_TRACE_OP("nf4_linear_backward_input", dy);
   const char* op = "nf4_linear_backward_input";
   const auto [N, K] = check_args(op, dy, w, 0, "output gradient");
   Shape dx_shape = dy.shape();

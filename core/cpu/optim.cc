@@ -4,6 +4,7 @@
 #include "core/checks.h"
 #include "core/ops/optim.h"
 #include "core/strided.h"
+#include "core/trace.h"
 
 namespace shardlab::ops {
 
@@ -24,6 +25,7 @@ DType state_dtype_for(DType param) { return param == DType::f64 ? DType::f64 : D
 }  // namespace
 
 void adamw_step(const Tensor& param, const Tensor& grad, const Tensor& m, const Tensor& v, const AdamWHyper& h) {
+  SL_TRACE_OP("adamw_step", param);
   check_update("adamw_step", param, grad, m, state_dtype_for(param.dtype()));
   check_update("adamw_step", param, grad, v, state_dtype_for(param.dtype()));
   SL_CHECK(h.step >= 1, "adamw_step: step must be >= 1, got ", h.step);
@@ -57,6 +59,7 @@ void adamw_step(const Tensor& param, const Tensor& grad, const Tensor& m, const 
 }
 
 void sgd_step(const Tensor& param, const Tensor& grad, const Tensor& momentum_buffer, const SgdHyper& h) {
+  SL_TRACE_OP("sgd_step", param);
   const bool use_momentum = h.momentum != 0.0;
   if (use_momentum) {
     SL_CHECK(momentum_buffer.defined(), "sgd_step: momentum ", h.momentum, " needs a momentum buffer");

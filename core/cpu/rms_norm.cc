@@ -10,6 +10,7 @@
 #include "core/cpu/loops.h"
 #include "core/ops/fused.h"
 #include "core/ops/views.h"
+#include "core/trace.h"
 
 namespace shardlab::ops {
 
@@ -52,6 +53,7 @@ double lane_sum(int64_t n, F&& term) {
 }  // namespace
 
 RmsNormOut rms_norm_fwd(const Tensor& x, const Tensor& weight, double eps) {
+  SL_TRACE_OP("rms_norm_fwd", x, weight);
   const char* op = "rms_norm_fwd";
   check_cpu(op, {x, weight});
   const int64_t d = check_rms_args(op, x, weight);
@@ -93,6 +95,7 @@ RmsNormOut rms_norm_fwd(const Tensor& x, const Tensor& weight, double eps) {
 }
 
 RmsNormGrads rms_norm_bwd(const Tensor& dy, const Tensor& x, const Tensor& weight, const Tensor& rstd) {
+  SL_TRACE_OP("rms_norm_bwd", dy, x);
   const char* op = "rms_norm_bwd";
   check_cpu(op, {dy, x, weight, rstd});
   const int64_t d = check_rms_args(op, x, weight);

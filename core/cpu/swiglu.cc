@@ -7,6 +7,7 @@
 #include "core/checks.h"
 #include "core/cpu/loops.h"
 #include "core/ops/fused.h"
+#include "core/trace.h"
 
 namespace shardlab::ops {
 
@@ -40,6 +41,7 @@ void scatter(const A* src, int64_t n, T* dst, int64_t stride) {
 }  // namespace
 
 Tensor swiglu_fwd(const Tensor& gate, const Tensor& up) {
+  SL_TRACE_OP("swiglu_fwd", gate, up);
   const char* op = "swiglu_fwd";
   check_cpu(op, {gate, up});
   check_pair(op, "gate", gate, "up", up);
@@ -67,6 +69,7 @@ Tensor swiglu_fwd(const Tensor& gate, const Tensor& up) {
 
 // d/dg silu(g) = sig(g) + g sig(g) (1 - sig(g)) = sig(g) (1 + g (1 - sig(g))).
 SwigluGrads swiglu_bwd(const Tensor& dout, const Tensor& gate, const Tensor& up) {
+  SL_TRACE_OP("swiglu_bwd", dout, gate);
   const char* op = "swiglu_bwd";
   check_cpu(op, {dout, gate, up});
   check_pair(op, "gate", gate, "up", up);

@@ -19,7 +19,8 @@ constexpr const char* kUsage =
     "  synth-data --task reverse|add|lookup|mix --n N --seed S [--split all|train|test] --out FILE.jsonl\n"
     "  accuracy CONFIG.yaml|MODEL_DIR --data FILE.jsonl [--adapter DIR] [--limit N]   exact match, greedy\n"
     "  convert SHARDED_DIR --out DIR [--dtype f32|bf16|f16]   sharded checkpoint -> HF model.safetensors\n"
-    "  bench CONFIG.yaml --presets ddp,zero1,... [--steps N] [--warmup W] [--bucket-elements N] [--out DIR]\n"
+    "  bench CONFIG.yaml --presets ddp,zero1,... [--steps N] [--warmup W] [--bucket-elements N]\n"
+    "        [--hybrid-group-size G] [--out DIR]\n"
     "                                             sharding presets head-to-head (run under mpirun -np N)\n";
 }
 
