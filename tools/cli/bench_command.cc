@@ -53,7 +53,8 @@ std::string load_average() {
 }  // namespace
 
 int run_bench(const std::vector<std::string>& argv) {
-  Args args("bench", {{"presets", true}, {"steps", true}, {"warmup", true}, {"bucket-elements", true}, {"out", true}},
+  Args args("bench", {{"presets", true}, {"steps", true}, {"warmup", true}, {"bucket-elements", true},
+                        {"hybrid-group-size", true}, {"out", true}},
             argv);
   SL_CHECK(args.positional().size() == 1, "shardlab bench: expected one CONFIG.yaml, got ", args.positional().size(),
            " arguments");
@@ -63,9 +64,12 @@ int run_bench(const std::vector<std::string>& argv) {
   options.timed_steps = args.get_int("steps", 10);
   options.warmup_steps = args.get_int("warmup", 2);
   options.bucket_elements = args.get_int("bucket-elements", 0);
+  options.hybrid_shard_group_size = args.get_int("hybrid-group-size", 0);
   SL_CHECK(options.timed_steps >= 1, "--steps must be at least 1, got ", options.timed_steps);
   SL_CHECK(options.warmup_steps >= 0, "--warmup must not be negative, got ", options.warmup_steps);
   SL_CHECK(options.bucket_elements >= 0, "--bucket-elements must not be negative, got ", options.bucket_elements);
+  SL_CHECK(options.hybrid_shard_group_size >= 0, "--hybrid-group-size must not be negative, got ",
+           options.hybrid_shard_group_size);
   const fs::path out_dir = args.get("out", "out/bench");
 
   const config::TrainConfig cfg = config::resolve_auto(config::load_train_config(config_path), config::RuntimeCaps{});
