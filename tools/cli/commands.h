@@ -13,6 +13,7 @@ int run_generate(const std::vector<std::string>& args);
 int run_memory(const std::vector<std::string>& args);
 int run_synth_data(const std::vector<std::string>& args);
 int run_accuracy(const std::vector<std::string>& args);
+int run_explain(const std::vector<std::string>& args);
 int run_convert(const std::vector<std::string>& args);
 int run_bench(const std::vector<std::string>& args);
 

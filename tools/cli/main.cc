@@ -17,6 +17,7 @@ constexpr const char* kUsage =
     "  merge --model DIR --adapter DIR --out DIR  fold a PEFT LoRA adapter into its base model\n"
     "  memory CONFIG.yaml                         measure one training step's memory per tag and variant\n"
     "  synth-data --task reverse|add|lookup|mix --n N --seed S [--split all|train|test] --out FILE.jsonl\n"
+    "  explain PRESET --world-size N [CONFIG.yaml]  one training step under PRESET, collective by collective\n"
     "  accuracy CONFIG.yaml|MODEL_DIR --data FILE.jsonl [--adapter DIR] [--limit N]   exact match, greedy\n"
     "  convert SHARDED_DIR --out DIR [--dtype f32|bf16|f16]   sharded checkpoint -> HF model.safetensors\n"
     "  bench CONFIG.yaml --presets ddp,zero1,... [--steps N] [--warmup W] [--bucket-elements N]\n"
@@ -39,6 +40,7 @@ int main(int argc, char** argv) {
     if (command == "memory") return shardlab::cli::run_memory(args);
     if (command == "synth-data") return shardlab::cli::run_synth_data(args);
     if (command == "accuracy") return shardlab::cli::run_accuracy(args);
+    if (command == "explain") return shardlab::cli::run_explain(args);
     if (command == "convert") return shardlab::cli::run_convert(args);
     if (command == "bench") return shardlab::cli::run_bench(args);
     std::fprintf(stderr, "shardlab: unknown command '%s'\n%s", command.c_str(), kUsage);
