@@ -177,4 +177,52 @@ std::string memory_table(const std::vector<MemoryMeasurement>& rows) {
   return out;
 }
 
+estimate::EstimateSetup estimate_setup_of(const models::LlamaConfig& config, const MemoryVariant& variant,
+                                          const MemoryRunOptions& options) {
+  estimate::EstimateSetup s;
+  s.model = config;
+  s.precision = variant.bf16 ? estimate::Precision::bf16_masters : estimate::Precision::f32;
+  s.optimizer = variant.adamw_8bit ? estimate::OptimizerKind::adamw_8bit : estimate::OptimizerKind::adamw;
+  s.adapter = variant.trained == TrainedPart::lora    ? estimate::AdapterKind::lora
+              : variant.trained == TrainedPart::qlora ? estimate::AdapterKind::qlora
+                                                      : estimate::AdapterKind::none;
+  s.lora_r = 8;  // as measure_training_step's LoraSettings
+  s.gradient_checkpointing = variant.gradient_checkpointing;
+  s.micro_batch_size = options.micro_batch_size;
+  s.sequence_len = options.sequence_len;
+  return s;
+}
+
+double estimate_error(const estimate::MemoryEstimate& estimate, const MemoryMeasurement& measured, MemTag tag) {
+  const double m = static_cast<double>(measured.peak_of(tag)), e = estimate.of(tag);
+  if (m == 0) return e == 0 ? 0.0 : 1.0;
+  return (e - m) / m;
+}
+
+std::string estimate_vs_measured_table(const models::LlamaConfig& config, const std::vector<MemoryMeasurement>& rows,
+                                       const MemoryRunOptions& options) {
+  static constexpr MemTag kMajor[] = {MemTag::parameter, MemTag::gradient, MemTag::optimizer_state, MemTag::activation};
+  std::string out = "estimate vs measured peak (MiB; error = (estimate - measured) / measured):\n";
+  char buf[256];
+  std::snprintf(buf, sizeof buf, "%-28s", "variant");
+  out += buf;
+  for (MemTag t : kMajor) {
+    std::snprintf(buf, sizeof buf, " %27s", mem_tag_name(t));
+    out += buf;
+  }
+  out += "\n";
+  for (const MemoryMeasurement& m : rows) {
+    const estimate::MemoryEstimate e = estimate::estimate_memory(estimate_setup_of(config, m.variant, options));
+    std::snprintf(buf, sizeof buf, "est %-24s", m.variant.name().c_str());
+    out += buf;
+    for (MemTag t : kMajor) {
+      std::snprintf(buf, sizeof buf, " %9.3f/%9.3f %+6.1f%%", e.of(t) / 1048576.0, mib(m.peak_of(t)),
+                    100.0 * estimate_error(e, m, t));
+      out += buf;
+    }
+    out += "\n";
+  }
+  return out;
+}
+
 }  // namespace shardlab::cli

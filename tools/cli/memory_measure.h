@@ -9,6 +9,7 @@
 
 #include "core/memory_ledger.h"
 #include "models/llama_config.h"
+#include "tools/estimator/memory_estimate.h"
 
 namespace shardlab::cli {
 
@@ -54,6 +55,17 @@ MemoryMeasurement measure_training_step(const models::LlamaConfig& config, const
 std::vector<MemoryVariant> all_memory_variants();
 // Full fine-tuning vs LoRA vs QLoRA, each in f32 and in bf16+masters (AdamW, no checkpointing).
 std::vector<MemoryVariant> adapter_memory_variants();
+
+// The estimator's setup for a measured variant (one rank, the same batch), so that estimate and
+// measurement can be compared tag by tag.
+estimate::EstimateSetup estimate_setup_of(const models::LlamaConfig& config, const MemoryVariant& variant,
+                                          const MemoryRunOptions& options);
+// Relative error (estimate - measured) / measured of the peak of one tag; 0 when both are 0.
+double estimate_error(const estimate::MemoryEstimate& estimate, const MemoryMeasurement& measured, MemTag tag);
+// Per variant: estimated and measured peaks of parameter, gradient, optimizer_state, activation
+// (MiB) and the relative error of each.
+std::string estimate_vs_measured_table(const models::LlamaConfig& config, const std::vector<MemoryMeasurement>& rows,
+                                       const MemoryRunOptions& options);
 
 // The report: one row per measurement (MiB, 3 decimals, live/peak per tag and total peak),
 // then bytes per parameter for parameter, gradient and optimizer_state.
