@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # `mpirun -np 2 shardlab train` end to end: a ZeRO-2 DeepSpeed config trains on 2 ranks, rank 0
 # alone prints and writes, and its step-1 loss equals a single process's on the same global batch
-# (micro_batch_size 2 x 2 ranks = one process with micro_batch_size 4); a train_batch_size that
-# contradicts micro x accumulation x world size, and ZeRO-3, fail with one clear message.
+# (micro_batch_size 2 x 2 ranks = one process with micro_batch_size 4); Axolotl's FSDP keys pick the
+# preset (no_shard -> ddp, shard_grad_op -> zero2) with the same step-1 loss on 2 and 4 ranks;
+# `shardlab explain` plans the collectives the run's ledger counts; a train_batch_size that
+# contradicts micro x accumulation x world size, offload (the model lives on the CPU) and deepspeed
+# with fsdp fail with one clear message.
 #   tests/cli/mpi_train_test.sh path/to/shardlab
 # Tolerance: the step-1 loss is computed from identical parameters on identical rows; only the
 # order in which per-rank token-loss sums are added differs, so f32 rounding bounds the
@@ -90,8 +93,8 @@ write_config solo.yaml "output_dir: run_solo" "micro_batch_size: 4" "deepspeed: 
 if "$SHARDLAB" train solo.yaml > solo.log 2> solo.err; then ok "zero2 config without mpirun (world size 1)"
 else bad "zero2 without mpirun: $(tail -3 solo.err)"; fi
 
-# 3. Errors: a contradicting train_batch_size names both keys and the three factors; ZeRO-3 waits
-# for Distributed II. Nothing is written to output_dir.
+# 3. Errors: a contradicting train_batch_size names both keys and the three factors; offload names
+# its key. Nothing is written to output_dir.
 printf '{"train_batch_size": 6, "zero_optimization": {"stage": 1}}\n' > bad_batch.json
 write_config bad.yaml "output_dir: run_bad" "micro_batch_size: 2" "gradient_accumulation_steps: 2" "deepspeed: bad_batch.json"
 "${MPIRUN[@]}" "$SHARDLAB" train bad.yaml > bad.log 2> bad.err
@@ -101,12 +104,60 @@ if [ "$code" -ne 0 ] && grep -qF "train_batch_size is 6 but train_micro_batch_si
 else bad "train_batch_size contradiction (exit $code): $(head -c 400 bad.err)"; fi
 [ ! -e run_bad ] && ok "contradiction: output_dir not created" || bad "contradiction: output_dir created"
 
-cp "$ROOT/tests/tools/deepspeed/axolotl_zero3.json" zero3.json
-write_config z3.yaml "output_dir: run_z3" "deepspeed: zero3.json"
+cp "$ROOT/tests/tools/deepspeed/axolotl_zero3_bf16_cpuoffload_params.json" z3_offload.json
+write_config z3.yaml "output_dir: run_z3" "deepspeed: z3_offload.json"
 "${MPIRUN[@]}" "$SHARDLAB" train z3.yaml > z3.log 2> z3.err
 code=$?
-if [ "$code" -ne 0 ] && grep -qF "ZeRO-3 arrives with Distributed II" z3.err; then ok "ZeRO-3 config fails clearly"
-else bad "ZeRO-3 (exit $code): $(head -c 400 z3.err)"; fi
+if [ "$code" -ne 0 ] && grep -qF "zero_optimization.offload_param.device cpu: offload needs the model on a CUDA device; this run is on the CPU" z3.err; then
+  ok "DeepSpeed offload_param fails clearly"
+else bad "offload_param (exit $code): $(head -c 400 z3.err)"; fi
+write_config fsdp_offload.yaml "output_dir: run_fo" "fsdp: [shard_grad_op, offload]"
+"${MPIRUN[@]}" "$SHARDLAB" train fsdp_offload.yaml > fo.log 2> fo.err
+code=$?
+if [ "$code" -ne 0 ] && grep -qF "fsdp_config.offload_params (or fsdp: [offload]): offload needs the model on a CUDA device" fo.err; then
+  ok "FSDP offload fails clearly"
+else bad "FSDP offload (exit $code): $(head -c 400 fo.err)"; fi
+write_config both.yaml "output_dir: run_both" "deepspeed: zero2.json" "fsdp: [full_shard]"
+if ! "$SHARDLAB" train both.yaml > both.log 2> both.err && grep -qF "deepspeed and fsdp are alternatives" both.err; then
+  ok "deepspeed with fsdp fails clearly"
+else bad "deepspeed with fsdp: $(head -c 400 both.err)"; fi
+
+# 4. Axolotl's FSDP keys: the strategy picks the preset, and the step-1 loss equals one process's
+# (2 ranks x micro 2, 4 ranks x micro 1 = one process x micro 4).
+fsdp_run() {  # fsdp_run NAME NP MICRO PRESET_WORD "fsdp yaml line" [more yaml lines...]
+  local name=$1 np=$2 micro=$3 preset=$4; shift 4
+  write_config "$name.yaml" "output_dir: run_$name" "micro_batch_size: $micro" "$@"
+  if mpirun --oversubscribe --allow-run-as-root -np "$np" -x OMP_NUM_THREADS=1 "$SHARDLAB" train "$name.yaml" \
+       > "$name.log" 2> "$name.err"; then
+    grep -q "world size $np (mpi), preset $preset" "$name.log" && ok "$name: $np ranks run preset $preset" \
+      || bad "$name: no 'world size $np (mpi), preset $preset' line"
+    local a b
+    a=$(step1_loss "run_$name"); b=$(step1_loss run1)
+    if [ -n "$a" ] && awk -v a="$a" -v b="$b" \
+         'BEGIN { d = a - b; if (d < 0) d = -d; m = b < 0 ? -b : b; if (m < 1) m = 1; exit !(d <= 1e-5 * m) }'; then
+      ok "$name: step-1 loss $a = 1 process $b"
+    else bad "$name: step-1 loss '$a' vs 1 process '$b'"; fi
+  else bad "$name: $(tail -3 "$name.err")"; fi
+}
+fsdp_run fsdp_sgo2 2 2 zero2 "fsdp: [shard_grad_op, auto_wrap]" "fsdp_config:" "  fsdp_transformer_layer_cls_to_wrap: LlamaDecoderLayer" \
+  "  fsdp_backward_prefetch: BACKWARD_PRE" "  fsdp_use_orig_params: false"
+fsdp_run fsdp_sgo4 4 1 zero2 "fsdp_version: 2" "fsdp_config:" "  reshard_after_forward: false"
+fsdp_run fsdp_ns2 2 2 ddp "fsdp: [no_shard]" "fsdp_config:" "  fsdp_sync_module_states: true"
+
+# 5. shardlab explain plans what runs: per step, as many bucket reduce-scatters as the 2-rank
+# zero2 run's ledger counted over its 3 steps (its exact bytes are tested in test_engine_mpi).
+write_config plan.yaml "output_dir: run_plan" "micro_batch_size: 2" "deepspeed: zero2.json"
+if "$SHARDLAB" explain zero2 --world-size 2 plan.yaml > explain.log 2> explain.err; then
+  per_step=$(sed -n '/^collectives per step/,$p' explain.log | awk '$1 == "reduce_scatter" { print $2 }')
+  ran=$(sed -n '/^communication ledger/,$p' two.log | awk '$1 == "reduce_scatter" { print $2 }')
+  grep -q "^buckets" explain.log && grep -q "model.embed_tokens.weight" explain.log && ok "explain lists buckets and parameters" \
+    || bad "explain: no bucket listing"
+  [ -n "$per_step" ] && [ "$((per_step * 3))" = "$ran" ] && ok "explain: $per_step reduce-scatter(s) per step x 3 steps = the run's $ran" \
+    || bad "explain: $per_step per step vs the run's '$ran' over 3 steps"
+else bad "explain: $(head -c 400 explain.err)"; fi
+"$SHARDLAB" explain zero9 --world-size 2 plan.yaml > /dev/null 2> explain_bad.err
+grep -qF "unknown sharding preset 'zero9'" explain_bad.err && ok "explain: unknown preset fails clearly" \
+  || bad "explain zero9: $(head -c 300 explain_bad.err)"
 
 echo "passed $passed, failed $failed"
 [ "$failed" -eq 0 ]
