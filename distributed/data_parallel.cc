@@ -21,6 +21,31 @@ DataParallelEngine::DataParallelEngine(const std::vector<Tensor>& params, Proces
   validate(options_);
   SL_CHECK(!plan_.shard_parameters, "data parallel: preset ", preset_name(options_.preset),
            " shards parameters: build the engine from the model (DataParallelEngine(model, group, options))");
+  build_buckets(params);
+}
+
+DataParallelEngine::DataParallelEngine(nn::Module& model, ProcessGroup& group, DataParallelOptions options)
+    : group_(group), options_(std::move(options)), plan_(ShardingPlan::of(options_.preset)) {
+  validate(options_);
+  if (!plan_.shard_parameters) {
+    build_buckets(model.parameters());
+    for (const Tensor& p : params_)
+      for (const auto& [name, t] : model.named_parameters())
+        if (t.impl() == p.impl()) {
+          names_.push_back(name);
+          break;
+        }
+    return;
+  }
+  units_ = std::make_unique<ShardedUnits>(model, group_, options_, options_.record_events ? &events_ : nullptr);
+  params_ = units_->params();
+  names_ = units_->param_names();
+  param_dtype_ = units_->param_dtype();
+  reduce_dtype_ = units_->reduce_dtype();
+  trained_numel_ = units_->trained_numel();
+}
+
+void DataParallelEngine::build_buckets(const std::vector<Tensor>& params) {
   NoGradGuard no_grad;
   std::unordered_set<const TensorImpl*> seen;  // tied weights appear once
   for (const Tensor& p : params)
@@ -116,6 +141,7 @@ void DataParallelEngine::record(EngineEvent::Kind kind, int index) {
 }
 
 void DataParallelEngine::zero_grad() {
+  if (units_) return units_->zero_grad();
   SL_CHECK(next_to_finish_ == next_to_issue_, "data parallel: zero_grad with ", next_to_issue_ - next_to_finish_,
            " bucket collective(s) in flight; call wait_for_gradients() after the final backward first");
   for (const Tensor& p : params_) p.set_grad(Tensor());
@@ -217,6 +243,7 @@ void DataParallelEngine::finish_bucket(int bucket) {
 }
 
 void DataParallelEngine::wait_for_gradients() {
+  if (units_) return units_->wait_for_gradients();
   NoGradGuard no_grad;
   // Buckets backward did not complete: parameters that got no gradient in the final backward (unused
   // in it) contribute what they accumulated earlier, or zeros.
@@ -234,6 +261,7 @@ void DataParallelEngine::wait_for_gradients() {
 }
 
 Tensor DataParallelEngine::shard_grad(int bucket) const {
+  if (units_) return units_->grad_shard(bucket);
   const BucketState& st = *state_[bucket];
   switch (options_.preset) {
     case Preset::ddp: return st.grads;

@@ -1,4 +1,5 @@
-// The data-parallel engine: DDP, ZeRO-1 and ZeRO-2 over one bucketed, overlapped gradient path.
+// The data-parallel engine: DDP, ZeRO-1 and ZeRO-2 over one bucketed, overlapped gradient path,
+// and ZeRO-3 / FSDP full and hybrid sharding over per-unit flat shards (fsdp_unit.h).
 //
 // Usage (what tools/trainer/trainer.cc does each optimizer step; make_data_parallel() in
 // distributed/data_parallel_setup.h builds engine + optimizer + loss scaler in one call):
@@ -26,6 +27,12 @@
 //          of it; rank r steps shard r and the updated shards are all-gathered.
 //   zero2: the full-size gradient buffer is a transient communication buffer, freed once the
 //          reduce-scatter into the persistent shard buffer (1/N) is done.
+//   zero3, hybrid_shard: built from the model (the Module constructor); the buckets are the
+//          sharded units (NOTE [sharded units] in fsdp_unit.h): parameters live as 1/N shards and
+//          are gathered per unit around its forward and backward. Every micro batch's backward
+//          reduce-scatters (set_gradient_sync is ignored: as DeepSpeed stage 3, full-size gradients
+//          exist only inside a unit's backward). Reading or writing the model's trained parameters
+//          outside a forward needs gather_full_parameters() ... free_full_parameters().
 // Gradients are summed across ranks, never averaged: the caller divides each rank's loss by the
 // GLOBAL target-token count, which makes N ranks equal to one process on the global batch.
 #pragma once
@@ -34,6 +41,7 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "distributed/fsdp_unit.h"
 #include "distributed/grad_bucket.h"
 #include "distributed/process_group.h"
 #include "distributed/sharding_plan.h"
@@ -45,8 +53,29 @@ namespace shardlab::dist {
 
 // What the engine did, in order (recorded only with DataParallelOptions::record_events).
 struct EngineEvent {
-  enum Kind { grad_ready, bucket_issued, bucket_reduced, parameters_gathered } kind;
-  int index;  // grad_ready: parameter index; bucket_*: bucket index; parameters_gathered: -1
+  enum Kind {
+    grad_ready, bucket_issued, bucket_reduced, parameters_gathered,
+    // sharded units (zero3, hybrid_shard): index is the unit (bucket) for gathers and frees, the
+    // hook point (0: the root, then the wrapped modules in order) for forward and backward.
+    unit_gather_issued, unit_gathered, unit_freed, unit_forward_begin, unit_forward_end, unit_backward_begin
+  } kind;
+  int index;  // grad_ready: parameter index; bucket_*: bucket index; parameters_gathered: -1 (or unit)
+};
+
+// Which elements of one trained parameter this rank owns (its optimizer shard), for sharded
+// checkpoints: `numel` elements starting at `param_offset` of the flattened parameter live at
+// `bucket_offset` of bucket `bucket`'s flat buffer (see BucketLayout).
+struct OwnedRange {
+  int bucket = 0;
+  int64_t bucket_offset = 0;
+  int64_t param_offset = 0;
+  int64_t numel = 0;
+};
+struct ParameterShard {
+  int param = 0;     // index in registration order of the trained parameters
+  std::string name;  // dotted name (empty when the engine was built from a parameter list)
+  Shape shape;       // global shape
+  std::vector<OwnedRange> owned;  // in parameter order; empty when this rank owns none of it
 };
 
 class DataParallelEngine {
@@ -58,7 +87,10 @@ class DataParallelEngine {
   // Build it last (after dtype conversion, LoRA/QLoRA, loading): it rebinds the trained parameters
   // to its flat buffers, and broadcasts them from rank 0 (frozen ones are not broadcast: every rank
   // loads them from the same checkpoint).
+  // Not for zero3 / hybrid_shard, which need the model's modules.
   DataParallelEngine(const std::vector<Tensor>& params, ProcessGroup& group, DataParallelOptions options);
+  // Every preset; zero3 / hybrid_shard hook the model's wrapped modules (kept alive by the caller).
+  DataParallelEngine(nn::Module& model, ProcessGroup& group, DataParallelOptions options);
   ~DataParallelEngine();
   DataParallelEngine(const DataParallelEngine&) = delete;
   DataParallelEngine& operator=(const DataParallelEngine&) = delete;
@@ -66,7 +98,7 @@ class DataParallelEngine {
   // The tensors to hand to an optimizer: one flat 1-D tensor per bucket holding this rank's shard
   // (DDP: the whole bucket): fp32 masters (MemTag::optimizer_state) for 16-bit parameters, views
   // of the flat parameter buffers for f32 ones.
-  const std::vector<Tensor>& optimizer_params() const { return stepped_; }
+  const std::vector<Tensor>& optimizer_params() const { return units_ ? units_->optimizer_params() : stepped_; }
 
   // Drops every gradient (model parameters and optimizer_params) before a step's micro batches.
   void zero_grad();
@@ -106,8 +138,22 @@ class DataParallelEngine {
   int64_t trained_numel() const { return trained_numel_; }  // psi
   DType param_dtype() const { return param_dtype_; }
   DType reduce_dtype() const { return reduce_dtype_; }
-  bool has_master_weights() const { return !masters_.empty(); }
-  const std::vector<BucketLayout>& buckets() const { return layout_; }
+  bool has_master_weights() const { return !masters().empty(); }
+  // The flat buffers and their shards: gradient buckets, or (zero3, hybrid_shard) the sharded units.
+  const std::vector<BucketLayout>& buckets() const { return units_ ? units_->layouts() : layout_; }
+  // For every trained parameter: global shape and the ranges of it this rank owns.
+  std::vector<ParameterShard> parameter_shards() const;
+  // The group the parameters and optimizer state are sharded over (hybrid: this rank's shard
+  // group; DDP: the world, though nothing is sharded) and this rank's shard index in it.
+  ProcessGroup& shard_group() const { return units_ ? units_->shard_group() : group_; }
+
+  // zero3 / hybrid_shard (collective): every unit gathered, so that the model's parameters can be
+  // read or written (checkpoints, comparisons); free_full_parameters() releases them again.
+  // No-ops for the other presets, whose parameters are always whole.
+  void gather_full_parameters();
+  void free_full_parameters();
+  // The sharded units, or null for ddp / zero1 / zero2.
+  const ShardedUnits* sharded_units() const { return units_.get(); }
   const std::vector<EngineEvent>& events() const { return events_; }
   // Named per-rank state for checkpoints: "master.<bucket>" (16-bit runs).
   nn::NamedTensors master_state() const;
@@ -135,11 +181,15 @@ class DataParallelEngine {
   void reset_buckets();            // ready for the next step's synchronising backward
   Tensor shard_grad(int bucket) const;
   void record(EngineEvent::Kind kind, int index);
+  void build_buckets(const std::vector<Tensor>& params);
+  const std::vector<Tensor>& masters() const { return units_ ? units_->masters() : masters_; }
 
   ProcessGroup& group_;
   DataParallelOptions options_;
   ShardingPlan plan_;
+  std::unique_ptr<ShardedUnits> units_;  // zero3 / hybrid_shard
   std::vector<Tensor> params_;  // trained parameters, registration order
+  std::vector<std::string> names_;  // their names (Module constructor)
   std::vector<BucketLayout> layout_;
   std::vector<std::unique_ptr<BucketState>> state_;
   std::vector<std::pair<int, int>> where_;  // param index -> (bucket, slot index)

@@ -1,6 +1,7 @@
 // The data-parallel engine around the optimizer step: gradients handed to the shards (unscaled,
 // overflow decided across ranks), the global-norm clip, the write-back and all-gather of updated
 // parameters, and the model-state figures.
+#include <algorithm>
 #include <cmath>
 
 #include "autograd/grad_mode.h"
@@ -31,17 +32,17 @@ std::vector<double> DataParallelEngine::sum_across_ranks(std::vector<double> val
 bool DataParallelEngine::unscale_gradients(double inv_scale) {
   NoGradGuard no_grad;
   bool overflow = false;
-  for (size_t b = 0; b < layout_.size(); ++b) {
+  for (size_t b = 0; b < buckets().size(); ++b) {
     Tensor g = shard_grad(static_cast<int>(b));
     if (has_master_weights()) {
       MemTagScope tag(MemTag::gradient);  // transient: dropped by update_parameters()
       Tensor mg = Tensor::empty(g.shape(), DType::f32, g.device());
       overflow |= nn::unscale_into(mg, g, inv_scale);
-      stepped_[b].set_grad(mg);
+      optimizer_params()[b].set_grad(mg);
     } else {
       if (inv_scale != 1.0) ops::mul_(g, inv_scale);
       overflow |= nn::has_inf_or_nan(g);
-      stepped_[b].set_grad(g);
+      optimizer_params()[b].set_grad(g);
     }
   }
   // A rank may hold the only non-finite shard (ZeRO) or see it alone: every rank must skip together.
@@ -51,21 +52,26 @@ bool DataParallelEngine::unscale_gradients(double inv_scale) {
 double DataParallelEngine::clip_grad_norm(double max_norm) {
   NoGradGuard no_grad;
   double squares = 0.0;
-  for (const Tensor& s : stepped_)
-    if (s.grad().defined()) squares += ops::sum_of_squares(s.grad());  // padding is zero
-  // DDP's gradients are already whole on every rank; sharded ones add up across ranks.
-  if (plan_.shard_optimizer_state) squares = sum_across_ranks(squares);
+  if (units_) {
+    squares = units_->grad_squares();  // over the shard group (hybrid: replicas hold the same shards)
+  } else {
+    for (const Tensor& s : stepped_)
+      if (s.grad().defined()) squares += ops::sum_of_squares(s.grad());  // padding is zero
+    // DDP's gradients are already whole on every rank; sharded ones add up across ranks.
+    if (plan_.shard_optimizer_state) squares = sum_across_ranks(squares);
+  }
   const double norm = std::sqrt(squares);
   if (max_norm > 0 && std::isfinite(norm)) {
     const double coef = max_norm / (norm + 1e-6);  // torch's clip_grad_norm_
     if (coef < 1.0)
-      for (const Tensor& s : stepped_)
+      for (const Tensor& s : optimizer_params())
         if (s.grad().defined()) ops::mul_(s.grad(), coef);
   }
   return norm;
 }
 
 void DataParallelEngine::update_parameters() {
+  if (units_) return units_->update_parameters();
   NoGradGuard no_grad;
   const int world = group_.size(), rank = group_.rank();
   // 16-bit: the stepped fp32 shard goes into this rank's part of the model (round to nearest even).
@@ -114,6 +120,7 @@ void DataParallelEngine::update_parameters() {
 }
 
 void DataParallelEngine::reload_masters_from_model() {
+  if (units_) return units_->reload_masters_from_model();
   NoGradGuard no_grad;
   for (size_t b = 0; b < masters_.size(); ++b) {
     const int64_t offset = plan_.shard_optimizer_state ? layout_[b].shard_offset(group_.rank()) : 0;
@@ -123,27 +130,28 @@ void DataParallelEngine::reload_masters_from_model() {
 
 nn::NamedTensors DataParallelEngine::master_state() const {
   nn::NamedTensors out;
-  for (size_t b = 0; b < masters_.size(); ++b) out.emplace_back(master_key(b), masters_[b]);
+  for (size_t b = 0; b < masters().size(); ++b) out.emplace_back(master_key(b), masters()[b]);
   return out;
 }
 
 void DataParallelEngine::load_master_state(const nn::NamedTensors& state) {
   NoGradGuard no_grad;
-  for (size_t b = 0; b < masters_.size(); ++b) {
+  const std::vector<Tensor>& masters = this->masters();
+  for (size_t b = 0; b < masters.size(); ++b) {
     const std::string key = master_key(b);
     const Tensor* found = nullptr;
     for (const auto& [name, t] : state)
       if (name == key) found = &t;
     SL_CHECK(found != nullptr, "data parallel: checkpoint has no '", key, "' (saved with another preset, world ",
              "size or bucket size?)");
-    SL_CHECK(found->numel() == masters_[b].numel(), "data parallel: checkpoint '", key, "' has ", found->numel(),
-             " elements, this rank's shard has ", masters_[b].numel(), " (saved with another world size or bucket size?)");
-    ops::copy_(masters_[b], ops::reshape(*found, masters_[b].shape()));
+    SL_CHECK(found->numel() == masters[b].numel(), "data parallel: checkpoint '", key, "' has ", found->numel(),
+             " elements, this rank's shard has ", masters[b].numel(), " (saved with another world size or bucket size?)");
+    ops::copy_(masters[b], ops::reshape(*found, masters[b].shape()));
   }
 }
 
 ModelStateBytes DataParallelEngine::model_state_bytes(const nn::Optimizer& optimizer) const {
-  ModelStateBytes m;
+  ModelStateBytes m = units_ ? units_->model_state_bytes() : ModelStateBytes{};
   for (const auto& st : state_) {
     m.parameters += static_cast<double>(st->params.nbytes());
     m.gradients += static_cast<double>(plan_.shard_gradients ? st->grad_shard.nbytes() : st->grads.nbytes());
@@ -155,8 +163,37 @@ ModelStateBytes DataParallelEngine::model_state_bytes(const nn::Optimizer& optim
 }
 
 ModelStateBytes DataParallelEngine::model_state_theory(OptimizerStateKind optimizer) const {
-  return zero_model_state_theory(options_.preset, trained_numel_, group_.size(), param_dtype_, reduce_dtype_,
+  return zero_model_state_theory(options_.preset, trained_numel_, shard_group().size(), param_dtype_, reduce_dtype_,
                                  optimizer_bytes_per_param(optimizer, has_master_weights()));
+}
+
+void DataParallelEngine::gather_full_parameters() {
+  if (units_) units_->gather_all();
+}
+
+void DataParallelEngine::free_full_parameters() {
+  if (units_) units_->free_all();
+}
+
+std::vector<ParameterShard> DataParallelEngine::parameter_shards() const {
+  std::vector<ParameterShard> out(params_.size());
+  for (size_t i = 0; i < params_.size(); ++i) {
+    out[i].param = static_cast<int>(i);
+    out[i].name = i < names_.size() ? names_[i] : std::string();
+    out[i].shape = params_[i].shape();
+  }
+  const int rank = shard_group().rank();
+  for (size_t b = 0; b < buckets().size(); ++b) {
+    const BucketLayout& L = buckets()[b];
+    const bool sharded = plan_.shard_optimizer_state;
+    const int64_t lo = sharded ? L.shard_offset(rank) : 0, hi = sharded ? lo + L.shard_numel : L.padded_numel;
+    for (const BucketSlot& slot : L.slots) {
+      const int64_t first = std::max(lo, slot.offset), last = std::min(hi, slot.offset + slot.numel);
+      if (first < last)
+        out[slot.param].owned.push_back({static_cast<int>(b), first, first - slot.offset, last - first});
+    }
+  }
+  return out;
 }
 
 }  // namespace shardlab::dist

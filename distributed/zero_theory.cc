@@ -21,16 +21,17 @@ ModelStateBytes zero_model_state_theory(Preset preset, int64_t psi, int world_si
   const ShardingPlan plan = ShardingPlan::of(preset);
   const double n = world_size, p = static_cast<double>(psi);
   ModelStateBytes t;
-  t.parameters = p * dtype_bytes(param_dtype, 1);
+  t.parameters = p * dtype_bytes(param_dtype, 1) / (plan.shard_parameters ? n : 1.0);
   t.gradients = p * dtype_bytes(reduce_dtype, 1) / (plan.shard_gradients ? n : 1.0);
   t.optimizer_state = p * optimizer_bytes_per_param / (plan.shard_optimizer_state ? n : 1.0);
   return t;
 }
 
-double zero_step_traffic_elements(Preset, int64_t psi) {
-  // Every supported preset moves each gradient element once through a reduce-scatter and each
-  // parameter (or reduced gradient) element once through an all-gather.
-  return 2.0 * static_cast<double>(psi);
+double zero_step_traffic_elements(Preset preset, int64_t psi) {
+  // DDP, ZeRO-1/2 move each gradient element once through a reduce-scatter and each parameter (or
+  // reduced gradient) element once through an all-gather; ZeRO-3 gathers every parameter twice
+  // (forward and backward) besides the reduce-scatter.
+  return (shards_parameters(preset) ? 3.0 : 2.0) * static_cast<double>(psi);
 }
 
 double ring_wire_elements(double traffic_elements, int world_size) {

@@ -81,8 +81,9 @@ LlamaDecoderLayer::LlamaDecoderLayer(const LlamaConfig& c, uint64_t seed, const 
 
 Tensor LlamaDecoderLayer::forward(const Tensor& x, const Tensor& positions, const Tensor& segment_ids,
                                   KvCache::Layer* cache) {
+  run_forward_pre_hooks();  // a sharding engine gathers this layer's parameters here
   Tensor h = x + self_attn_->forward((*input_layernorm_)(x), positions, segment_ids, cache);
-  return h + (*mlp_)((*post_attention_layernorm_)(h));
+  return run_forward_post_hooks(h + (*mlp_)((*post_attention_layernorm_)(h)));
 }
 
 LlamaModel::LlamaModel(const LlamaConfig& c, uint64_t seed, const ProjectionFactory& make)
@@ -140,10 +141,11 @@ LlamaForCausalLM::LlamaForCausalLM(const LlamaConfig& c, uint64_t seed, const Pr
 }
 
 Tensor LlamaForCausalLM::logits(const LlamaInputs& inputs) {
+  run_forward_pre_hooks();  // a sharding engine gathers the root unit (embeddings, norm, lm_head) here
   Tensor h = model_->forward(inputs);
-  if (has_lm_head_) return unary_child("lm_head")(h);
+  if (has_lm_head_) return run_forward_post_hooks(unary_child("lm_head")(h));
   const Tensor& table = model_->embed_tokens().named_parameters()[0].second;  // (V, C)
-  return matmul(h, transpose(table, 0, 1));
+  return run_forward_post_hooks(matmul(h, transpose(table, 0, 1)));
 }
 
 std::pair<Tensor, int64_t> LlamaForCausalLM::loss_sum(const LlamaInputs& inputs, const Tensor& labels) {

@@ -5,6 +5,7 @@
 
 #include "autograd/grad_mode.h"
 #include "core/ops.h"
+#include "core/trace.h"
 
 namespace shardlab::nn {
 
@@ -228,8 +229,34 @@ void Module::load_state_dict(const NamedTensors& state, bool strict) {
   }
 }
 
+int Module::register_forward_pre_hook(ForwardPreHook hook) {
+  pre_hooks_.emplace_back(next_pre_post_hook_, std::move(hook));
+  return next_pre_post_hook_++;
+}
+
+int Module::register_forward_post_hook(ForwardPostHook hook) {
+  post_hooks_.emplace_back(next_pre_post_hook_, std::move(hook));
+  return next_pre_post_hook_++;
+}
+
+void Module::remove_forward_pre_post_hook(int handle) {
+  std::erase_if(pre_hooks_, [&](auto& h) { return h.first == handle; });
+  std::erase_if(post_hooks_, [&](auto& h) { return h.first == handle; });
+}
+
+void Module::run_forward_pre_hooks() {
+  for (auto& [id, hook] : pre_hooks_) hook(*this);
+}
+
+Tensor Module::run_forward_post_hooks(Tensor output) {
+  for (auto& [id, hook] : post_hooks_) output = hook(*this, output);
+  return output;
+}
+
 Tensor UnaryModule::operator()(const Tensor& input) {
-  Tensor output = forward(input);
+  const trace::Scope span(trace::Category::module, [this] { return type_name(); });
+  run_forward_pre_hooks();
+  Tensor output = run_forward_post_hooks(forward(input));
   for (auto& [id, hook] : hooks_) hook(*this, input, output);
   return output;
 }

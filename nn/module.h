@@ -65,6 +65,20 @@ class Module {
   // The shared pointer behind a dotted path (null when there is none).
   std::shared_ptr<Module> child_ptr(const std::string& dotted_name) const;
 
+  // Forward pre/post hooks on any module: a pre hook runs before the module's forward, a post hook
+  // after it and returns the output to use (it may wrap it in an op). This is how a sharding engine
+  // gathers a unit's parameters before its forward and frees them after (FSDP's unit hooks).
+  // UnaryModule::operator() runs them; a module with another forward signature calls
+  // run_forward_pre_hooks() first and returns run_forward_post_hooks(output).
+  using ForwardPreHook = std::function<void(Module&)>;
+  using ForwardPostHook = std::function<Tensor(Module&, const Tensor& output)>;
+  // Each returns a handle for remove_forward_pre_post_hook.
+  int register_forward_pre_hook(ForwardPreHook hook);
+  int register_forward_post_hook(ForwardPostHook hook);
+  void remove_forward_pre_post_hook(int handle);
+  void run_forward_pre_hooks();
+  Tensor run_forward_post_hooks(Tensor output);
+
  protected:
   // Registers a parameter: tagged `parameter` in the memory ledger, requires_grad as given.
   Tensor register_parameter(const std::string& name, Tensor value, bool requires_grad = true);
@@ -87,6 +101,9 @@ class Module {
   NamedTensors params_;
   NamedTensors buffers_;
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
+  std::vector<std::pair<int, ForwardPreHook>> pre_hooks_;
+  std::vector<std::pair<int, ForwardPostHook>> post_hooks_;
+  int next_pre_post_hook_ = 0;
 };
 
 // A module with one tensor in and one out, with forward hooks that observe (input, output).

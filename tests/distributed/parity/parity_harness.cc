@@ -52,6 +52,7 @@ std::unique_ptr<models::LlamaForCausalLM> build_model(const ParityCase& c) {
     s.seed = 7;
     nn::apply_lora(*model, s);
   }
+  model->set_gradient_checkpointing(c.checkpointing);
   return model;
 }
 
@@ -175,7 +176,7 @@ std::string Divergence::message() const {
 
 std::string ParityReport::describe() const {
   std::ostringstream s;
-  s << losses.size() << " steps, " << trained_parameters << " trained elements, loss "
+  s << losses.size() << " steps, " << trained_parameters << " trained elements in " << units << " buckets, loss "
     << (losses.empty() ? 0.0 : losses.front()) << " -> " << (losses.empty() ? 0.0 : losses.back())
     << ", max |loss diff| " << max_loss_diff << " (tol " << kLossTolerance << "), max grad-norm diff "
     << max_grad_norm_diff << " (tol " << kGradNormTolerance << "), max |param diff| " << max_param_diff << " (tol "
@@ -186,7 +187,9 @@ std::string ParityReport::describe() const {
 
 std::string case_name(const ParityCase& c) {
   return std::string(dist::preset_name(c.preset)) + (c.lora ? "/lora" : "/full") + "/accum" +
-         std::to_string(c.gradient_accumulation_steps);
+         std::to_string(c.gradient_accumulation_steps) + (c.checkpointing ? "/checkpointing" : "") +
+         (c.wrap == dist::WrapPolicy::per_parameter ? "/per_parameter" : "") +
+         (c.hybrid_shard_group_size > 0 ? "/group" + std::to_string(c.hybrid_shard_group_size) : "");
 }
 
 ParityReport run_parity(dist::ProcessGroup& group, const ParityCase& c) {
@@ -204,13 +207,18 @@ ParityReport run_parity(dist::ProcessGroup& group, const ParityCase& c) {
   options.reduce_bucket_size = 8192;  // several buckets, some parameters larger than one
   options.allgather_bucket_size = 16384;
   options.overlap_comm = true;
-  dist::DataParallelEngine engine(model->parameters(), group, options);
+  options.hybrid_shard_group_size = c.hybrid_shard_group_size;
+  options.wrap = c.wrap;
+  options.prefetch_bucket_size = c.prefetch_bucket_size;
+  options.param_persistence_threshold = c.param_persistence_threshold;
+  dist::DataParallelEngine engine(*model, group, options);
   nn::AdamW optimizer(engine.optimizer_params(), kLearningRate, 0.9, 0.999, 1e-8, kWeightDecay);
   optimizer.set_lr(kLearningRate);
   models::DataLoader data = make_loader(c.micro_batch_size, rank, world);
 
   ParityReport report;
   report.trained_parameters = engine.trained_numel();
+  report.units = static_cast<int>(engine.buckets().size());
   const nn::NamedTensors reference_params = reference->named_parameters();
   std::vector<std::vector<double>> initial;
   for (const auto& named : reference_params) initial.push_back(named.second.to_double_vector());
@@ -228,11 +236,14 @@ ParityReport run_parity(dist::ProcessGroup& group, const ParityCase& c) {
     const StepFigures got = engine_step(*model, engine, optimizer, data, k);
     report.reference_losses.push_back(want.loss);
     report.losses.push_back(got.loss);
+    // zero3 / hybrid_shard: the trained parameters are shards between uses; gather them to compare.
+    engine.gather_full_parameters();
     if (c.inject && c.inject->step == step && c.inject->rank == rank) {
       const nn::NamedTensors params = model->named_parameters();
       auto it = std::find_if(params.begin(), params.end(), [&](const auto& p) { return p.first == c.inject->tensor; });
       SL_CHECK(it != params.end(), "parity injection: no parameter named ", c.inject->tensor);
       add_to_every_element(it->second, c.inject->delta);
+      if (dist::shards_parameters(c.preset)) engine.reload_masters_from_model();  // into this rank's shard
     }
 
     const auto note = [&](int64_t slot, double diff) {
@@ -255,6 +266,7 @@ ParityReport run_parity(dist::ProcessGroup& group, const ParityCase& c) {
       report.max_param_diff = std::max(report.max_param_diff, d);
       note(static_cast<int64_t>(i) + 2, d);
     }
+    engine.free_full_parameters();
   }
   for (size_t i = 0; i < reference_params.size(); ++i) {
     const std::vector<double> now = reference_params[i].second.to_double_vector();

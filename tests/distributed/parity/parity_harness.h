@@ -50,6 +50,12 @@ struct ParityCase {
   int64_t gradient_accumulation_steps = 1;
   int64_t steps = 4;
   int64_t micro_batch_size = 2;         // rows per rank per micro batch
+  bool checkpointing = false;           // gradient checkpointing per decoder layer (both runs)
+  // zero3 / hybrid_shard only:
+  int hybrid_shard_group_size = 0;
+  dist::WrapPolicy wrap = dist::WrapPolicy::decoder_layer;
+  int64_t prefetch_bucket_size = 50000000;
+  int64_t param_persistence_threshold = 0;
   std::optional<Injection> inject;
 };
 
@@ -75,6 +81,7 @@ struct ParityReport {
   double max_param_diff = 0.0;      // over steps, parameters, elements and ranks
   double max_param_change = 0.0;    // the reference's largest parameter change: it trained
   int64_t trained_parameters = 0;   // elements the optimizer steps
+  int units = 0;                    // buckets, or sharded units (zero3, hybrid_shard)
   std::string describe() const;     // one line: case figures for the test log
 };
 

@@ -1,4 +1,4 @@
-// Parity under mpirun (1, 2 and 4 ranks): ddp, zero1 and zero2 x full fine-tuning and LoRA x
+// Parity under mpirun (1, 2 and 4 ranks): ddp, zero1, zero2, zero3 and hybrid x full fine-tuning and LoRA x
 // gradient accumulation 1 and 2 give the single-process losses and parameters on the same global
 // batch within the stated tolerance (parity_harness.h), and the harness reports an injected fault
 // by step, tensor and rank.
@@ -52,6 +52,58 @@ INSTANTIATE_TEST_SUITE_P(
       return std::string(dist::preset_name(std::get<0>(info.param))) + (std::get<1>(info.param) ? "_lora" : "_full") +
              "_accum" + std::to_string(std::get<2>(info.param));
     });
+
+// ZeRO-3 (the fsdp_full_shard alias is the same preset) and hybrid sharding: full fine-tuning and
+// LoRA (frozen base weights in every unit stay replicated), with and without accumulation.
+INSTANTIATE_TEST_SUITE_P(
+    ShardedParameters, Parity,
+    ::testing::Combine(::testing::Values(dist::parse_preset("fsdp_full_shard"), dist::Preset::hybrid_shard),
+                       ::testing::Bool(), ::testing::Values(int64_t{1}, int64_t{2})),
+    [](const ::testing::TestParamInfo<Case>& info) {
+      return std::string(std::get<0>(info.param) == dist::Preset::zero3 ? "zero3" : "hybrid") +
+             (std::get<1>(info.param) ? "_lora" : "_full") + "_accum" + std::to_string(std::get<2>(info.param));
+    });
+
+void expect_parity(const ParityCase& c) {
+  const ParityReport r = run_parity(world(), c);
+  print(case_name(c), r);
+  EXPECT_FALSE(r.first.has_value()) << case_name(c) << ": " << r.first->message();
+  EXPECT_GT(r.max_param_change, 20 * kParameterTolerance) << case_name(c);
+}
+
+// A checkpointed layer's recompute in backward gathers its parameters again.
+TEST(ParityZero3, GradientCheckpointingWithAccumulation) {
+  ParityCase c;
+  c.preset = dist::Preset::zero3;
+  c.checkpointing = true;
+  c.gradient_accumulation_steps = 2;
+  c.steps = 3;
+  expect_parity(c);
+}
+
+// ZeRO-3's per-parameter fetching with a persistence threshold (the norms stay gathered) and a
+// small prefetch bucket.
+TEST(ParityZero3, PerParameterUnitsWithPersistentSmallParameters) {
+  ParityCase c;
+  c.preset = dist::Preset::zero3;
+  c.wrap = dist::WrapPolicy::per_parameter;
+  c.param_persistence_threshold = 100;
+  c.prefetch_bucket_size = 1000;
+  c.steps = 3;
+  expect_parity(c);
+}
+
+// Hybrid on every mesh shape the world allows: shard groups of 1 (pure replication) up to the world.
+TEST(ParityHybrid, EveryShardGroupSize) {
+  for (int g = 1; g <= world().size(); g *= 2) {
+    ParityCase c;
+    c.preset = dist::Preset::hybrid_shard;
+    c.hybrid_shard_group_size = g;
+    c.steps = 2;
+    c.checkpointing = g == 2;
+    expect_parity(c);
+  }
+}
 
 // The harness must be able to fail: a fault on the last rank after step 2's update is reported at
 // step 2, naming that tensor and that rank (later steps diverge everywhere; the first is what counts).

@@ -1,0 +1,294 @@
+// ShardedUnits set-up (units, shards, masters, hooks) and the step-level operations: gradient
+// hand-over at the end of backward, norm, the post-step write-back, gather_all/free_all, figures.
+#include "distributed/fsdp_unit.h"
+
+#include <algorithm>
+#include <unordered_map>
+
+#include "autograd/engine.h"
+#include "autograd/grad_mode.h"
+#include "core/memory_ledger.h"
+#include "core/ops.h"
+#include "distributed/data_parallel.h"
+
+namespace shardlab::dist {
+
+namespace {
+bool is_16bit(DType t) { return t == DType::bf16 || t == DType::f16; }
+}  // namespace
+
+ShardedUnits::ShardedUnits(nn::Module& model, ProcessGroup& world, const DataParallelOptions& options,
+                           std::vector<EngineEvent>* events)
+    : world_(world), options_(options), events_(events) {
+  NoGradGuard no_grad;
+  const int group_size = options_.preset == Preset::hybrid_shard && options_.hybrid_shard_group_size > 0
+                             ? options_.hybrid_shard_group_size
+                             : world_.size();
+  SL_CHECK(world_.size() % group_size == 0, "data parallel: hybrid_shard_group_size ", group_size,
+           " does not divide the world size ", world_.size());
+  // A non-owning handle: the caller keeps the world group alive for the engine's lifetime.
+  std::shared_ptr<ProcessGroup> world_handle(&world_, [](ProcessGroup*) {});
+  if (options_.preset == Preset::hybrid_shard) {
+    mesh_ = std::make_unique<DeviceMesh>(world_handle, std::vector<std::string>{"replicate", "shard"},
+                                         std::vector<int>{world_.size() / group_size, group_size});
+    shard_group_ = mesh_->group("shard");
+    replicate_group_ = mesh_->group("replicate");
+  } else {
+    shard_group_ = world_handle;
+  }
+  build_units(model, options_);
+  install_hooks();
+}
+
+ShardedUnits::~ShardedUnits() {
+  alive_.reset();
+  for (HookPoint& h : hooks_) h.module->remove_forward_pre_post_hook(h.pre_handle),
+      h.module->remove_forward_pre_post_hook(h.post_handle);
+  // Never free a buffer a collective still writes; a destructor must not throw.
+  for (auto& u : units_)
+    for (WorkHandle* w : {&u->gather_work, &u->reduce_work})
+      if (*w) try {
+          (*w)->wait();
+        } catch (const Error&) {
+        }
+}
+
+void ShardedUnits::record(int kind, int index) {
+  if (events_ != nullptr) events_->push_back({static_cast<EngineEvent::Kind>(kind), index});
+}
+
+void ShardedUnits::build_units(nn::Module& model, const DataParallelOptions& options) {
+  std::unordered_map<const TensorImpl*, int> index;  // tied weights appear once
+  for (const auto& [name, p] : model.named_parameters())
+    if (p.requires_grad() && index.emplace(p.impl(), static_cast<int>(params_.size())).second) {
+      params_.push_back(p);
+      names_.push_back(name);
+    }
+  SL_CHECK(!params_.empty(), "data parallel: the model has no trainable parameters");
+  param_dtype_ = params_[0].dtype();
+  SL_CHECK(param_dtype_ == DType::f32 || is_16bit(param_dtype_), "data parallel: parameters of dtype ",
+           dtype_name(param_dtype_), " are not supported (f32, bf16 or f16)");
+  reduce_dtype_ = options.reduce_dtype.value_or(param_dtype_);
+  SL_CHECK(reduce_dtype_ == param_dtype_ || (is_16bit(param_dtype_) && reduce_dtype_ == DType::f32),
+           "data parallel: reduce dtype ", dtype_name(reduce_dtype_), " with ", dtype_name(param_dtype_),
+           " parameters is not supported");
+  for (size_t i = 0; i < params_.size(); ++i) {
+    SL_CHECK(params_[i].dtype() == param_dtype_, "data parallel: parameter ", names_[i], " is ",
+             dtype_name(params_[i].dtype()), " but ", names_[0], " is ", dtype_name(param_dtype_));
+    SL_CHECK(params_[i].is_contiguous(), "data parallel: parameter ", names_[i], " is not contiguous");
+    trained_numel_ += params_[i].numel();
+  }
+  // Hook points: the root, then every wrapped module (outermost match) in registration order.
+  std::vector<int> owner(params_.size(), 0);
+  hooks_.push_back({"<root>", &model, {}, 0});
+  const auto& classes = options.transformer_layer_cls_to_wrap;
+  std::vector<std::string> wrapped_prefixes;
+  for (auto& [prefix, m] : model.named_modules()) {
+    if (m == &model || std::find(classes.begin(), classes.end(), m->type_name()) == classes.end()) continue;
+    bool nested = false;
+    for (const std::string& w : wrapped_prefixes) nested |= prefix.rfind(w + ".", 0) == 0;
+    if (nested) continue;
+    wrapped_prefixes.push_back(prefix);
+    hooks_.push_back({prefix, m, {}, 0});
+    for (const auto& [name, p] : m->named_parameters()) {
+      auto it = index.find(p.impl());
+      if (it != index.end()) owner[it->second] = static_cast<int>(hooks_.size()) - 1;
+    }
+  }
+  std::vector<std::vector<int>> members(hooks_.size());
+  std::vector<int> persistent;
+  for (size_t i = 0; i < params_.size(); ++i)
+    (params_[i].numel() < options.param_persistence_threshold ? persistent : members[owner[i]])
+        .push_back(static_cast<int>(i));
+  where_.resize(params_.size());
+  for (size_t h = 0; h < hooks_.size(); ++h) {
+    if (options.wrap == WrapPolicy::per_parameter)
+      for (int p : members[h]) add_unit(static_cast<int>(h), {p}, names_[p]);
+    else if (!members[h].empty())
+      add_unit(static_cast<int>(h), members[h], hooks_[h].name);
+  }
+  if (!persistent.empty()) add_unit(-1, persistent, "<persistent>");
+  // Hook points with nothing to gather need no hooks.
+  std::erase_if(hooks_, [](const HookPoint& h) { return h.units.empty() && h.name != "<root>"; });
+  for (size_t h = 0; h < hooks_.size(); ++h)
+    for (int u : hooks_[h].units) units_[u]->hook = static_cast<int>(h);
+}
+
+void ShardedUnits::add_unit(int hook, const std::vector<int>& members, const std::string& name) {
+  const int S = shard_group_->size(), rank = shard_group_->rank();
+  const int u = static_cast<int>(units_.size());
+  BucketLayout L;
+  for (int p : members) {
+    L.slots.push_back({p, L.numel, params_[p].numel()});
+    where_[p] = {u, static_cast<int>(L.slots.size()) - 1};
+    L.numel += params_[p].numel();
+  }
+  L.padded_numel = (L.numel + S - 1) / S * S;
+  L.shard_numel = L.padded_numel / S;
+  auto unit = std::make_unique<Unit>();
+  unit->hook = hook;
+  const Device device = params_[members[0]].device();
+  if (hook >= 0) {
+    unit->buffer = std::make_unique<GatherableBuffer>(L.padded_numel, param_dtype_, device);
+    unit->buffer->commit();
+    unit->full = unit->buffer->tensor();
+    ops::fill_(unit->full, 0.0);
+  } else {
+    MemTagScope tag(MemTag::parameter);
+    unit->full = Tensor::zeros({L.padded_numel}, param_dtype_, device);
+  }
+  for (const BucketSlot& slot : L.slots) {
+    TensorImpl* impl = params_[slot.param].impl();
+    ops::copy_(ops::narrow(unit->full, 0, slot.offset, slot.numel), ops::reshape(params_[slot.param], {slot.numel}));
+    impl->storage = unit->full.storage();  // rebound: the old storage is released
+    impl->offset = slot.offset;
+    impl->strides = contiguous_strides(impl->shape);
+  }
+  if (options_.broadcast_initial_parameters) world_.broadcast(unit->full, 0)->wait();
+  {
+    MemTagScope tag(MemTag::parameter);
+    unit->shard = Tensor::empty({L.shard_numel}, param_dtype_, device);
+  }
+  ops::copy_(unit->shard, ops::narrow(unit->full, 0, L.shard_offset(rank), L.shard_numel));
+  {
+    MemTagScope tag(MemTag::gradient);
+    unit->grad_shard = Tensor::zeros({L.shard_numel}, reduce_dtype_, device);
+  }
+  Tensor own = unit->shard;
+  if (is_16bit(param_dtype_)) {
+    MemTagScope tag(MemTag::optimizer_state);
+    Tensor master = Tensor::empty({L.shard_numel}, DType::f32, device);
+    ops::copy_(master, own);
+    masters_.push_back(master);
+    own = master;
+  } else {
+    own = ops::alias(own);
+  }
+  own.set_requires_grad(true);
+  stepped_.push_back(own);
+  unit->arrived.assign(L.slots.size(), false);
+  unit->pending = static_cast<int>(L.slots.size());
+  if (hook >= 0) {
+    unit->buffer->release();
+    hooks_[hook].units.push_back(u);
+    hooks_[hook].numel += L.padded_numel;
+  } else {
+    unit->state = Gather::gathered;
+  }
+  units_.push_back(std::move(unit));
+  layouts_.push_back(L);
+  unit_names_.push_back(name);
+}
+
+void ShardedUnits::install_hooks() {
+  alive_ = std::make_shared<ShardedUnits*>(this);
+  std::weak_ptr<ShardedUnits*> weak = alive_;
+  for (size_t i = 0; i < params_.size(); ++i)
+    register_grad_ready_hook(params_[i], [weak, i](const Tensor&) {
+      if (auto s = weak.lock()) (*s)->on_grad_ready(static_cast<int>(i));
+    });
+  for (size_t h = 0; h < hooks_.size(); ++h) {
+    const int hook = static_cast<int>(h);
+    hooks_[h].pre_handle = hooks_[h].module->register_forward_pre_hook([weak, hook](nn::Module&) {
+      if (auto s = weak.lock()) (*s)->pre_forward(hook);
+    });
+    hooks_[h].post_handle = hooks_[h].module->register_forward_post_hook([weak, hook](nn::Module&, const Tensor& out) {
+      if (auto s = weak.lock()) return (*s)->post_forward(hook, out);
+      return out;
+    });
+  }
+}
+
+void ShardedUnits::zero_grad() {
+  SL_CHECK(reducing_.empty(), "data parallel: zero_grad with ", reducing_.size(),
+           " reduce-scatter(s) in flight; call wait_for_gradients() after the final backward first");
+  NoGradGuard no_grad;
+  for (const Tensor& p : params_) p.set_grad(Tensor());
+  for (const Tensor& s : stepped_) s.set_grad(Tensor());
+  for (auto& u : units_) {
+    ops::fill_(u->grad_shard, 0.0);
+    u->arrived.assign(u->arrived.size(), false);
+    u->pending = static_cast<int>(u->arrived.size());
+  }
+}
+
+void ShardedUnits::wait_for_gradients() {
+  NoGradGuard no_grad;
+  // Units whose backward did not complete (a parameter got no gradient in the last backward) are
+  // reduced with what their parameters accumulated, or zeros; their gathered buffers are freed.
+  for (size_t u = 0; u < units_.size(); ++u) {
+    bool unreduced = units_[u]->pending < static_cast<int>(units_[u]->arrived.size());
+    for (const BucketSlot& slot : layouts_[u].slots) unreduced |= params_[slot.param].grad().defined();
+    if (unreduced) unit_backward_done(static_cast<int>(u));
+  }
+  while (!reducing_.empty()) {
+    finish_reduce_scatter(reducing_.front());
+    reducing_.pop_front();
+  }
+  if (replicate_group_ && replicate_group_->size() > 1) {
+    std::vector<WorkHandle> works;
+    for (auto& u : units_) works.push_back(replicate_group_->all_reduce(u->grad_shard, ReduceOp::sum));
+    for (auto& w : works) w->wait();
+  }
+  for (size_t u = 0; u < units_.size(); ++u)
+    if (units_[u]->hook >= 0) free_unit(static_cast<int>(u));
+  in_backward_ = false;
+}
+
+double ShardedUnits::grad_squares() const {
+  double squares = 0.0;
+  for (const Tensor& s : stepped_)
+    if (s.grad().defined()) squares += ops::sum_of_squares(s.grad());  // padding is zero
+  if (shard_group_->size() == 1) return squares;
+  Tensor t = Tensor::from_vector({squares}, {1}, DType::f64);
+  shard_group_->all_reduce(t, ReduceOp::sum)->wait();
+  return t.to_double_vector()[0];
+}
+
+void ShardedUnits::update_parameters() {
+  NoGradGuard no_grad;
+  for (size_t u = 0; u < masters_.size(); ++u) ops::copy_(units_[u]->shard, masters_[u]);
+  // Sharded parameters stay sharded until their next use; only the persistent unit is re-gathered.
+  for (size_t u = 0; u < units_.size(); ++u)
+    if (units_[u]->hook < 0) {
+      shard_group_->all_gather(units_[u]->full, units_[u]->shard)->wait();
+      record(EngineEvent::parameters_gathered, static_cast<int>(u));
+    }
+  for (const Tensor& s : stepped_) s.set_grad(Tensor());
+}
+
+void ShardedUnits::gather_all() {
+  for (size_t u = 0; u < units_.size(); ++u)
+    if (units_[u]->state == Gather::freed) issue_gather(static_cast<int>(u));
+  for (size_t u = 0; u < units_.size(); ++u) wait_gathered(static_cast<int>(u));
+}
+
+void ShardedUnits::free_all() {
+  for (size_t u = 0; u < units_.size(); ++u)
+    if (units_[u]->hook >= 0) free_unit(static_cast<int>(u));
+}
+
+void ShardedUnits::reload_masters_from_model() {
+  NoGradGuard no_grad;
+  const int rank = shard_group_->rank();
+  for (size_t u = 0; u < units_.size(); ++u) {
+    SL_CHECK(units_[u]->state == Gather::gathered, "data parallel: reload_masters_from_model with unit ",
+             unit_names_[u], " not gathered; load the model between gather_all() and free_all()");
+    const BucketLayout& L = layouts_[u];
+    ops::copy_(units_[u]->shard, ops::narrow(units_[u]->full, 0, L.shard_offset(rank), L.shard_numel));
+    if (!masters_.empty()) ops::copy_(masters_[u], units_[u]->shard);
+  }
+}
+
+ModelStateBytes ShardedUnits::model_state_bytes() const {
+  ModelStateBytes m;
+  for (const auto& u : units_) {
+    m.parameters += static_cast<double>(u->shard.nbytes());
+    if (u->hook < 0) m.parameters += static_cast<double>(u->full.nbytes());  // persistent: always whole
+    m.gradients += static_cast<double>(u->grad_shard.nbytes());
+  }
+  for (const Tensor& t : masters_) m.optimizer_state += static_cast<double>(t.nbytes());
+  return m;
+}
+
+}  // namespace shardlab::dist

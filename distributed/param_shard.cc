@@ -1,0 +1,60 @@
+// GatherableBuffer: an anonymous mapping committed and released in place (see param_shard.h).
+#include "distributed/param_shard.h"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "core/error.h"
+#include "core/memory_ledger.h"
+#include "core/storage.h"
+
+namespace shardlab::dist {
+
+GatherableBuffer::GatherableBuffer(int64_t numel, DType dtype, Device device) {
+  SL_CHECK(device.is_cpu(), "sharded parameters: gathered unit buffers on ", device.str(),
+           " are not supported yet (they need a storage that can release its memory in place); CPU only");
+  SL_CHECK(numel > 0, "sharded parameters: an empty unit buffer");
+  const size_t bytes = static_cast<size_t>(dtype_bytes(dtype, numel));
+  const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  mapped_bytes_ = (bytes + page - 1) / page * page;
+  void* data = ::mmap(nullptr, mapped_bytes_, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  SL_CHECK(data != MAP_FAILED, "sharded parameters: mmap of ", mapped_bytes_, " bytes failed");
+  // The storage owns the mapping: parameters and saved tensors may outlive this object.
+  auto storage = std::make_shared<Storage>(data, bytes, device,
+                                           [n = mapped_bytes_](void* p) { ::munmap(p, n); });
+  auto view_of = [&](std::shared_ptr<Storage> s) {
+    auto impl = std::make_shared<TensorImpl>();
+    impl->storage = std::move(s);
+    impl->shape = {numel};
+    impl->strides = {1};
+    impl->dtype = dtype;
+    return Tensor(std::move(impl));
+  };
+  tensor_ = view_of(std::move(storage));
+  gather_target_ = view_of(std::make_shared<Storage>(data, bytes, device, nullptr));
+}
+
+GatherableBuffer::~GatherableBuffer() {
+  if (committed_) MemoryLedger::instance().on_free(tensor_.device(), MemTag::communication, tensor_.nbytes());
+}
+
+void GatherableBuffer::commit() {
+  if (committed_) return;
+  SL_CHECK(::mprotect(tensor_.storage()->data(), mapped_bytes_, PROT_READ | PROT_WRITE) == 0,
+           "sharded parameters: mprotect (commit) failed");
+  committed_ = true;
+  MemoryLedger::instance().on_alloc(tensor_.device(), MemTag::communication, tensor_.nbytes());
+}
+
+void GatherableBuffer::release() {
+  if (!committed_) return;
+  void* data = tensor_.storage()->data();
+  SL_CHECK(::madvise(data, mapped_bytes_, MADV_DONTNEED) == 0 && ::mprotect(data, mapped_bytes_, PROT_NONE) == 0,
+           "sharded parameters: releasing a unit buffer failed");
+  committed_ = false;
+  // No version bump: tensors autograd saved from it are valid again once the unit is re-gathered
+  // (the same values), which backward does before they are read.
+  MemoryLedger::instance().on_free(tensor_.device(), MemTag::communication, tensor_.nbytes());
+}
+
+}  // namespace shardlab::dist
