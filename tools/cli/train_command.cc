@@ -208,6 +208,9 @@ int run_train(const std::vector<std::string>& argv) {
   to.save_steps = cfg.save_steps > 0 ? cfg.save_steps
                   : cfg.saves_per_epoch > 0 ? std::max<int64_t>(1, steps_per_epoch / cfg.saves_per_epoch) : 0;
   to.output_dir = cfg.output_dir;
+  // fsdp_config.state_dict_type: checkpoints as one gathered HF model, or one shard per rank.
+  to.state_dict_type = cfg.fsdp.state_dict_type == config::FsdpStateDictType::sharded ? train::StateDictType::sharded
+                                                                                      : train::StateDictType::full;
   if (adapter) {
     // Checkpoints of an adapter run hold the adapter (PEFT files), not a copy of the frozen base.
     to.save_weights = [&](const std::string& dir) { models::save_peft_adapter(*model, adapter->settings, dir, cfg.base_model); };
