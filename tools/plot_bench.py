@@ -34,7 +34,7 @@ def subtitle(bench):
 def plot_memory(bench, path):
     presets = bench["presets"]
     world = bench["world_size"]
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(presets) * world + 2), 5))
+    fig, ax = plt.subplots(figsize=(max(7.0, 0.9 * len(presets) * world + 4), 5))
     width = 0.8 / world
     for p_index, p in enumerate(presets):
         theory = p["model_state_theory_bytes"]["total"] / MIB
@@ -56,7 +56,7 @@ def plot_memory(bench, path):
     ax.tick_params(axis="x", pad=12 if world > 1 else 4)
     ax.set_ylabel("MiB (per-tag peaks over the timed steps, stacked)")
     ax.set_title("Peak memory per rank by ledger tag\n" + subtitle(bench), fontsize=9)
-    ax.legend(fontsize=8, loc="upper right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

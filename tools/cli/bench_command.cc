@@ -118,7 +118,7 @@ int run_bench(const std::vector<std::string>& argv) {
   if (!rank0) return 0;
 
   std::printf("\n%s", bench_tables(results).c_str());
-  const BenchContext context{config_path, options, load_before};
+  const BenchContext context{config_path, options, load_before, load_average()};
   fs::create_directories(out_dir);
   write_file_atomic((out_dir / "bench.json").string(), bench_json(results, context));
   write_file_atomic((out_dir / "bench.csv").string(), bench_csv(results));

@@ -148,6 +148,7 @@ std::string bench_json(const std::vector<PresetResult>& results, const BenchCont
   machine.set("cpu_model", first_line_of("/proc/cpuinfo", "model name"));
   machine.set("nproc", static_cast<long>(std::thread::hardware_concurrency()));
   machine.set("load_before", context.load_before);
+  machine.set("load_after", context.load_after);
   const char* omp = std::getenv("OMP_NUM_THREADS");
   machine.set("omp_num_threads", omp != nullptr ? omp : "");
   root.set("machine", std::move(machine));

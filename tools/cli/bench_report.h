@@ -13,7 +13,8 @@ namespace shardlab::cli {
 struct BenchContext {
   std::string config_path;
   BenchOptions options;
-  std::string load_before;      // /proc/loadavg before the first preset
+  std::string load_before;      // /proc/loadavg before the first preset (other work slows every preset)
+  std::string load_after;       // and after the last
 };
 
 // Three tables: per preset (step time, tokens/s, model state against theory, bytes per step,
