@@ -3,7 +3,9 @@
 
 #include "core/error.h"
 #include "core/ops/views.h"
+#include "core/trace.h"
 #include "distributed/comm_ledger.h"
+#include "distributed/tracing.h"
 
 namespace shardlab::dist {
 
@@ -43,12 +45,16 @@ LocalProcessGroup::LocalProcessGroup(std::shared_ptr<CommLedger> ledger)
     : ProcessGroup(0, {0}, "world", std::move(ledger)) {}
 
 WorkHandle LocalProcessGroup::all_reduce(Tensor tensor, ReduceOp) {
+  const trace::Scope span("all_reduce", trace::Category::collective,
+                          [&] { return collective_trace_args(CollectiveKind::all_reduce, name(), tensor.nbytes()); });
   check_collective_args(*this, CollectiveKind::all_reduce, tensor, Tensor());
   ledger().record(CollectiveKind::all_reduce, tensor.nbytes(), 0, 0.0);
   return std::make_shared<CompletedWork>();
 }
 
 WorkHandle LocalProcessGroup::reduce_scatter(Tensor output, Tensor input, ReduceOp) {
+  const trace::Scope span("reduce_scatter", trace::Category::collective,
+                          [&] { return collective_trace_args(CollectiveKind::reduce_scatter, name(), input.nbytes()); });
   check_collective_args(*this, CollectiveKind::reduce_scatter, output, input);
   ops::copy_(output, ops::view(input, output.shape()));
   ledger().record(CollectiveKind::reduce_scatter, input.nbytes(), 0, 0.0);
@@ -56,6 +62,8 @@ WorkHandle LocalProcessGroup::reduce_scatter(Tensor output, Tensor input, Reduce
 }
 
 WorkHandle LocalProcessGroup::all_gather(Tensor output, Tensor input) {
+  const trace::Scope span("all_gather", trace::Category::collective,
+                          [&] { return collective_trace_args(CollectiveKind::all_gather, name(), output.nbytes()); });
   check_collective_args(*this, CollectiveKind::all_gather, output, input);
   ops::copy_(output, ops::view(input, output.shape()));
   ledger().record(CollectiveKind::all_gather, output.nbytes(), 0, 0.0);
@@ -63,6 +71,8 @@ WorkHandle LocalProcessGroup::all_gather(Tensor output, Tensor input) {
 }
 
 WorkHandle LocalProcessGroup::broadcast(Tensor tensor, int root) {
+  const trace::Scope span("broadcast", trace::Category::collective,
+                          [&] { return collective_trace_args(CollectiveKind::broadcast, name(), tensor.nbytes()); });
   check_collective_args(*this, CollectiveKind::broadcast, tensor, Tensor());
   SL_CHECK(root == 0, "broadcast on group '", name(), "': root ", root, " is not a rank of a group of size 1");
   ledger().record(CollectiveKind::broadcast, tensor.nbytes(), 0, 0.0);
@@ -70,6 +80,8 @@ WorkHandle LocalProcessGroup::broadcast(Tensor tensor, int root) {
 }
 
 WorkHandle LocalProcessGroup::barrier() {
+  const trace::Scope span("barrier", trace::Category::collective,
+                          [&] { return collective_trace_args(CollectiveKind::barrier, name(), 0); });
   ledger().record(CollectiveKind::barrier, 0, 0, 0.0);
   return std::make_shared<CompletedWork>();
 }

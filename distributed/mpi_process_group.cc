@@ -128,7 +128,7 @@ std::shared_ptr<MpiWork> MpiProcessGroup::make_work(CollectiveKind kind, int64_t
   const int64_t seq = ++collectives_issued_;
   std::string what = "rank " + std::to_string(world_ranks_[rank_]) + ": " + collective_name(kind) + " #" +
                      std::to_string(seq) + " on group '" + name() + "' (" + human_bytes(payload_bytes) + ")";
-  return std::make_shared<MpiWork>(kind, std::move(what), payload_bytes, ring_wire_bytes(kind, payload_bytes, size()),
+  return std::make_shared<MpiWork>(kind, std::move(what), name(), payload_bytes, ring_wire_bytes(kind, payload_bytes, size()),
                                    timeout(), ledger_);
 }
 

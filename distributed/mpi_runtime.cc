@@ -23,7 +23,9 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/trace.h"
 #include "distributed/comm_ledger.h"
+#include "distributed/tracing.h"
 
 namespace shardlab::dist {
 
@@ -74,9 +76,9 @@ std::string human_bytes(int64_t bytes) {
 
 // ---------------------------------------------------------------- MpiWork
 
-MpiWork::MpiWork(CollectiveKind kind, std::string what, int64_t payload_bytes, int64_t wire_bytes,
+MpiWork::MpiWork(CollectiveKind kind, std::string what, std::string group, int64_t payload_bytes, int64_t wire_bytes,
                  std::chrono::milliseconds timeout, std::shared_ptr<CommLedger> ledger)
-    : kind_(kind), what_(std::move(what)), payload_bytes_(payload_bytes), wire_bytes_(wire_bytes),
+    : kind_(kind), what_(std::move(what)), group_(std::move(group)), payload_bytes_(payload_bytes), wire_bytes_(wire_bytes),
       timeout_(timeout), ledger_(std::move(ledger)) {}
 
 std::string MpiWork::timeout_message() const {
@@ -110,6 +112,11 @@ bool MpiWork::is_completed() {
 
 void MpiWork::mark_done() {
   ledger_->record(kind_, payload_bytes_, wire_bytes_, seconds_since(issued_));
+  // From issue (on the caller's thread) to completion, drawn on the communication thread.
+  if (trace::enabled())
+    trace::record_span(collective_name(kind_), trace::Category::collective,
+                       std::chrono::duration_cast<std::chrono::nanoseconds>(issued_.time_since_epoch()).count(),
+                       collective_trace_args(kind_, group_, payload_bytes_));
   std::lock_guard<std::mutex> lock(mutex_);
   state_ = State::done;
   changed_.notify_all();
@@ -228,6 +235,7 @@ void MpiRuntime::post(std::function<void()> fn) {
 }
 
 void MpiRuntime::loop() {
+  trace::set_thread_name("communication");
   State& s = *state_;
   auto poll_wait = kMinPoll;
   auto fail = [&](MpiWork& work, const std::string& message) {

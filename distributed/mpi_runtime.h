@@ -23,7 +23,8 @@ using CommClock = std::chrono::steady_clock;
 class MpiWork final : public Work {
  public:
   // `what` names it in errors: "rank 0: all_reduce #17 on group 'world' (4.0 MiB)".
-  MpiWork(CollectiveKind kind, std::string what, int64_t payload_bytes, int64_t wire_bytes,
+  // `group` names the group in its trace span.
+  MpiWork(CollectiveKind kind, std::string what, std::string group, int64_t payload_bytes, int64_t wire_bytes,
           std::chrono::milliseconds timeout, std::shared_ptr<CommLedger> ledger);
   void wait() override;
   bool is_completed() override;
@@ -39,6 +40,7 @@ class MpiWork final : public Work {
   enum class State { pending, done, failed };
   const CollectiveKind kind_;
   const std::string what_;
+  const std::string group_;
   const int64_t payload_bytes_;
   const int64_t wire_bytes_;
   const std::chrono::milliseconds timeout_;
