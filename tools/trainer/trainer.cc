@@ -12,6 +12,7 @@
 #include "autograd/functions.h"
 #include "core/atomic_file.h"
 #include "core/safetensors.h"
+#include "core/trace.h"
 #include "models/llama_io.h"
 #include "distributed/sharded_checkpoint.h"
 #include "tools/trainer/checkpoint_io.h"
@@ -112,6 +113,7 @@ Trainer::Trainer(models::LlamaForCausalLM& model, nn::Optimizer& optimizer, Batc
 }
 
 StepStats Trainer::step() {
+  SL_TRACE_SCOPE("step", step);
   const double start = now_seconds();
   StepStats s;
   s.step = step_ + 1;
@@ -146,7 +148,7 @@ StepStats Trainer::step() {
   double loss_sum = 0.0;
   for (size_t i = 0; i < micro.size(); ++i) {
     MemTagScope tag(MemTag::activation);
-    auto [sum, count] = model_.loss_sum(micro[i].inputs, micro[i].labels);
+    auto [sum, count] = [&] { SL_TRACE_SCOPE("forward", step); return model_.loss_sum(micro[i].inputs, micro[i].labels); }();
     const double value = sum.item();
     SL_CHECK(std::isfinite(value), "loss is ", value, " at step ", s.step, " (micro batch ", i + 1,
              "): training diverged; lower the learning rate or check the data");
@@ -154,6 +156,7 @@ StepStats Trainer::step() {
     // Data parallel: only the final micro batch's backward communicates.
     if (engine_ != nullptr) engine_->set_gradient_sync(i + 1 == micro.size());
     // fp16: the loss is scaled up so that small gradients survive in 16 bits (unscaled below).
+    SL_TRACE_SCOPE("backward", step);
     backward(sum * (scale * s.loss_scale));
   }
   if (engine_ != nullptr) {
@@ -177,19 +180,22 @@ StepStats Trainer::step() {
       return s;
     }
   }
-  s.grad_norm = options_.max_grad_norm > 0 ? nn::clip_grad_norm(optimizer_.params(), options_.max_grad_norm)
-                                           : nn::grad_norm(optimizer_.params());
+  {
+    SL_TRACE_SCOPE("clip", step);
+    s.grad_norm = options_.max_grad_norm > 0 ? nn::clip_grad_norm(optimizer_.params(), options_.max_grad_norm)
+                                             : nn::grad_norm(optimizer_.params());
+  }
   SL_CHECK(std::isfinite(s.grad_norm), "gradient norm is ", s.grad_norm, " at step ", s.step,
            ": a non-finite gradient would corrupt the weights");
-  optimizer_.step();
-  if (precision_.masters != nullptr) precision_.masters->masters_to_model();
+  { SL_TRACE_SCOPE("optimizer step", optimizer); optimizer_.step(); }
+  { SL_TRACE_SCOPE("parameter update", step); if (precision_.masters != nullptr) precision_.masters->masters_to_model(); }
   ++step_;
   s.seconds = now_seconds() - start;
   return s;
 }
 
 void Trainer::finish_data_parallel_step(StepStats& s) {
-  engine_->wait_for_gradients();
+  { SL_TRACE_SCOPE("reduce wait", step); engine_->wait_for_gradients(); }
   // The overflow decision is global, so every rank skips (and moves its scale) together.
   const bool overflow = engine_->unscale_gradients(1.0 / s.loss_scale);
   if (precision_.scaler != nullptr) precision_.scaler->update(overflow);
@@ -202,11 +208,11 @@ void Trainer::finish_data_parallel_step(StepStats& s) {
     ++step_;
     return;
   }
-  s.grad_norm = engine_->clip_grad_norm(options_.max_grad_norm);
+  { SL_TRACE_SCOPE("clip", step); s.grad_norm = engine_->clip_grad_norm(options_.max_grad_norm); }
   SL_CHECK(std::isfinite(s.grad_norm), "gradient norm is ", s.grad_norm, " at step ", s.step,
            ": a non-finite gradient would corrupt the weights");
-  optimizer_.step();
-  engine_->update_parameters();
+  { SL_TRACE_SCOPE("optimizer step", optimizer); optimizer_.step(); }
+  { SL_TRACE_SCOPE("parameter update", step); engine_->update_parameters(); }
   ++step_;
 }
 
