@@ -9,9 +9,11 @@
 #include <filesystem>
 
 #include "core/memory_ledger.h"
+#include "core/trace.h"
 #include "distributed/comm_ledger.h"
 #include "distributed/data_parallel_setup.h"
 #include "distributed/init.h"
+#include "distributed/tracing.h"
 #include "models/byte_tokenizer.h"
 #include "models/data_loader.h"
 #include "models/generate.h"
@@ -226,7 +228,9 @@ int run_train(const std::vector<std::string>& argv) {
       std::printf("# resumed from %s at step %ld\n", cfg.resume_from_checkpoint.c_str(),
                   static_cast<long>(trainer.global_step()));
   }
+  if (cfg.trace) trace::start();
   trainer.run();
+  if (cfg.trace) dist::write_merged_trace(*world, (out_dir / "trace.json").string());
   // Collective: every rank contributes its ledger before rank 0 prints.
   const std::string memory_table = per_rank_memory_table(*world);
   if (!rank0) return 0;
