@@ -14,14 +14,14 @@ namespace fs = std::filesystem;
 
 int run_convert(const std::vector<std::string>& argv) {
   Args args("convert", {{"out", true}, {"dtype", true}}, argv);
-  SL_CHECK(args.positional().size() == 1, "shardlab convert: expected one SHARDED_DIR (a checkpoint saved with ",
+  SL_CHECK(args.positional().size() == 1, "expected one SHARDED_DIR (a checkpoint saved with ",
            "fsdp_state_dict_type: SHARDED_STATE_DICT), got ", args.positional().size(), " positional arguments");
   const std::string sharded_dir = args.positional()[0], out_dir = args.required("out");
   const std::string dtype_text = args.get("dtype", "f32");
-  SL_CHECK(dtype_text == "f32" || dtype_text == "bf16" || dtype_text == "f16", "shardlab convert: --dtype '",
+  SL_CHECK(dtype_text == "f32" || dtype_text == "bf16" || dtype_text == "f16", "--dtype '",
            dtype_text, "' is not one of f32, bf16, f16");
   const DType dtype = dtype_text == "f32" ? DType::f32 : dtype_text == "bf16" ? DType::bf16 : DType::f16;
-  SL_CHECK(!fs::exists(out_dir) || (fs::is_directory(out_dir) && fs::is_empty(out_dir)), "shardlab convert: --out '",
+  SL_CHECK(!fs::exists(out_dir) || (fs::is_directory(out_dir) && fs::is_empty(out_dir)), "--out '",
            out_dir, "' already has files; choose a new directory (nothing was changed)");
   const int64_t tensors = dist::convert_sharded_to_safetensors(sharded_dir, out_dir, dtype);
   std::printf("converted %s: %ld tensors (%s) written to %s/model.safetensors\n", sharded_dir.c_str(),
