@@ -81,15 +81,18 @@ struct DataParallelTrainer {
     o.preset = preset;
     o.reduce_bucket_size = 600;  // a handful of buckets for the ~3.6k-parameter model
     const nn::PrecisionPolicy precision = nn::make_precision_policy(dtype == DType::bf16, dtype == DType::f16);
-    setup = dist::make_data_parallel(model.parameters(), group, o, precision, [](std::vector<Tensor> p) {
+    o.hybrid_shard_group_size = preset == dist::Preset::hybrid_shard && group.size() > 1 ? group.size() / 2 : 0;
+    setup = dist::make_data_parallel(model, group, o, precision, [](std::vector<Tensor> p) {
       return std::make_unique<nn::AdamW>(std::move(p), 0.0);
     }, variant.scaler);
     trainer = std::make_unique<Trainer>(model, *setup.optimizer, data, std::move(options), std::function<double()>{},
                                         MixedPrecision{nullptr, setup.scaler.get()}, setup.engine.get());
   }
   std::vector<std::vector<double>> parameters() const {
+    setup.engine->gather_full_parameters();  // zero3 / hybrid_shard: shards between uses
     std::vector<std::vector<double>> out;
     for (const Tensor& t : model.parameters()) out.push_back(t.to_double_vector());
+    setup.engine->free_full_parameters();
     return out;
   }
   models::LlamaForCausalLM model;

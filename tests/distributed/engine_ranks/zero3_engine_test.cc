@@ -1,0 +1,179 @@
+// ZeRO-3 and hybrid sharding on 1, 2 and 4 ranks: the Trainer matches single-process training
+// (full, LoRA, QLoRA with NF4 bases, checkpointing, fp16 skips), and the ledgers: per-rank model
+// state 16 psi / N within the padding (bf16 + AdamW and f32 + AdamW), per-step traffic 3 psi less
+// the root unit's backward gather, gathered-parameter peak within the prefetch depth, prefetch seen
+// in the event log; activation and gathered-parameter peaks printed next to the model state.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+
+#include "autograd/engine.h"
+#include "autograd/functions.h"
+#include "core/memory_ledger.h"
+#include "distributed/comm_ledger.h"
+#include "tests/distributed/mpi_ranks/mpi_test_world.h"
+#include "tests/trainer/data_parallel_fixtures.h"
+
+namespace shardlab::dist::testing {
+namespace {
+
+constexpr Preset kSharded[] = {Preset::zero3, Preset::hybrid_shard};
+
+TEST(Zero3Ranks, TrainerMatchesSingleProcess) {
+  for (Preset p : kSharded) {
+    train::check_trainer_matches_single_process(world(), p);
+    train::check_trainer_matches_single_process(world(), p, {.lora = true});
+    train::check_trainer_matches_single_process(world(), p, {.qlora = true});
+    train::check_trainer_matches_single_process(world(), p, {.checkpointing = true});
+  }
+}
+
+TEST(Zero3Ranks, TrainerFp16SkipsTogether) {
+  for (Preset p : kSharded) train::check_trainer_fp16_skips_together(world(), p);
+}
+
+// Four decoder layers, so that "at most the prefetch depth ahead" is a real bound.
+models::LlamaConfig four_layers() {
+  models::LlamaConfig c = train::tiny();
+  c.num_hidden_layers = 4;
+  c.hidden_size = 32;
+  c.intermediate_size = 48;
+  return c;
+}
+
+struct Zero3Run {
+  Zero3Run(DType dtype, int64_t prefetch_bucket_size, bool checkpointing = false) : model(four_layers(), 5) {
+    model.to(dtype);
+    model.set_gradient_checkpointing(checkpointing);
+    DataParallelOptions o;
+    o.preset = Preset::zero3;
+    o.prefetch_bucket_size = prefetch_bucket_size;
+    o.record_events = true;
+    engine = std::make_unique<DataParallelEngine>(model, world(), o);
+    optimizer = std::make_unique<nn::AdamW>(engine->optimizer_params(), 1e-3);
+  }
+  // One optimizer step on a fixed (B=2, T=12) batch per rank; returns the loss sum.
+  void step() {
+    engine->zero_grad();
+    Tensor ids = Tensor::zeros({2, 12}, DType::i64);
+    int64_t* p = ids.data<int64_t>();
+    for (int64_t i = 0; i < ids.numel(); ++i) p[i] = (i * 7 + world().rank() * 3) % 32;
+    MemTagScope tag(MemTag::activation);
+    auto [sum, n] = model.loss_sum({ids}, ids);
+    backward(sum * (1.0 / 64.0));
+    engine->wait_for_gradients();
+    engine->unscale_gradients(1.0);
+    engine->clip_grad_norm(1.0);
+    optimizer->step();
+    engine->update_parameters();
+  }
+  models::LlamaForCausalLM model;
+  std::unique_ptr<DataParallelEngine> engine;
+  std::unique_ptr<nn::AdamW> optimizer;
+};
+
+// Per-rank model state = (bytes per element) x the padded shards; the paper's 16 psi / N within
+// one padding element per unit and rank.
+TEST(Zero3Ranks, ModelStateIsSixteenPsiOverN) {
+  for (DType dtype : {DType::bf16, DType::f32}) {
+    Zero3Run run(dtype, 1 << 30);
+    run.step();  // AdamW's state exists after the first step
+    const ModelStateBytes got = run.engine->model_state_bytes(*run.optimizer);
+    const ModelStateBytes theory = run.engine->model_state_theory(OptimizerStateKind::adamw);
+    const double psi = static_cast<double>(run.engine->trained_numel()), n = world().size();
+    EXPECT_DOUBLE_EQ(theory.total(), 16 * psi / n);
+    int64_t shards = 0;
+    for (const BucketLayout& b : run.engine->buckets()) shards += b.shard_numel;
+    EXPECT_EQ(got.total(), 16.0 * static_cast<double>(shards)) << dtype_name(dtype);
+    const double padding = static_cast<double>(run.engine->buckets().size());  // < 1 element per unit and rank
+    EXPECT_LE(got.total() - theory.total(), 16 * padding) << dtype_name(dtype);
+    EXPECT_GE(got.total(), theory.total());
+    if (world().rank() == 0)
+      std::printf("zero3 %s model state on %d ranks, psi %.0f, %zu units:\n%s", dtype_name(dtype), world().size(), psi,
+                  run.engine->buckets().size(), model_state_table(got, theory).c_str());
+  }
+}
+
+// One step moves every element through an all-gather in forward, again in backward (all but the
+// root unit, which FSDP keeps gathered from its forward to its backward), and a reduce-scatter.
+TEST(Zero3Ranks, StepTrafficIsThreePsiLessTheRootsSecondGather) {
+  Zero3Run run(DType::f32, 1 << 30);
+  run.step();  // warm: AdamW state, nothing else differs
+  run.engine->group().ledger().reset();
+  run.step();
+  const CommLedger& ledger = run.engine->group().ledger();
+  const auto& units = run.engine->buckets();
+  int64_t padded = 0;
+  for (const BucketLayout& b : units) padded += b.padded_numel;
+  const int64_t root = units[0].padded_numel;  // unit 0 is the root (embeddings, norm, lm_head)
+  const int64_t gathered = ledger.stats(CollectiveKind::all_gather).payload_bytes / 4;
+  const int64_t reduced = ledger.stats(CollectiveKind::reduce_scatter).payload_bytes / 4;
+  EXPECT_EQ(gathered, 2 * padded - root);
+  EXPECT_EQ(reduced, padded);
+  const double psi = static_cast<double>(run.engine->trained_numel());
+  EXPECT_EQ(zero_step_traffic_elements(Preset::zero3, run.engine->trained_numel()), 3 * psi);
+  const double measured = static_cast<double>(gathered + reduced);
+  // Within the root's share and the padding of 3 psi.
+  EXPECT_LE(std::abs(measured - 3 * psi), static_cast<double>(root + 3 * units.size() * world().size()));
+  if (world().rank() == 0)
+    std::printf("zero3 step traffic on %d ranks: %lld elements gathered + %lld reduce-scattered = %.4f x 3 psi "
+                "(root unit %lld of psi %.0f gathered once)\n",
+                world().size(), static_cast<long long>(gathered), static_cast<long long>(reduced), measured / (3 * psi),
+                static_cast<long long>(root), psi);
+}
+
+// With a prefetch bucket of one layer, at most the root, the running layer and the one prefetched
+// are gathered at once; the event log shows layer i+1's gather issued before layer i's forward ends.
+TEST(Zero3Ranks, PrefetchIsBoundedAndOverlapsTheForward) {
+  for (bool checkpointing : {false, true}) {
+    Zero3Run probe(DType::f32, 1);
+    const auto& units = probe.engine->buckets();
+    const int64_t layer_bytes = units[1].padded_numel * 4, root_bytes = units[0].padded_numel * 4;
+    Zero3Run run(DType::f32, units[1].padded_numel, checkpointing);  // one layer ahead
+    MemoryLedger::instance().reset_peaks();
+    const ShardedUnits& sharded = *run.engine->sharded_units();
+    const_cast<ShardedUnits&>(sharded).reset_gathered_peak();
+    run.step();
+    EXPECT_LE(sharded.gathered_peak_bytes(), root_bytes + 2 * layer_bytes) << "checkpointing " << checkpointing;
+    EXPECT_GE(sharded.gathered_peak_bytes(), root_bytes + 2 * layer_bytes) << "the prefetch never overlapped";
+    EXPECT_EQ(sharded.gathered_bytes(), 0) << "everything is freed after the step";
+    // Hook points: 0 the root, 1..4 the layers; units in the same order.
+    const auto& ev = run.engine->events();
+    for (int layer = 1; layer < 4; ++layer) {
+      size_t issued = ev.size(), ended = ev.size();
+      for (size_t i = 0; i < ev.size(); ++i) {
+        if (issued == ev.size() && ev[i].kind == EngineEvent::unit_gather_issued && ev[i].index == layer + 1) issued = i;
+        if (ended == ev.size() && ev[i].kind == EngineEvent::unit_forward_end && ev[i].index == layer) ended = i;
+      }
+      EXPECT_LT(issued, ended) << "layer " << layer + 1 << "'s gather was not issued during layer " << layer << "'s forward";
+    }
+    const DeviceMemory mem = MemoryLedger::instance().snapshot(Device::cpu());
+    const ModelStateBytes state = run.engine->model_state_bytes(*run.optimizer);
+    if (world().rank() == 0)
+      std::printf("zero3 on %d ranks%s: model state %.1f KiB, gathered-parameter peak %.1f KiB (root %.1f + 2 x layer "
+                  "%.1f), activation peak %.1f KiB, communication peak %.1f KiB\n",
+                  world().size(), checkpointing ? " + checkpointing" : "", state.total() / 1024.0,
+                  sharded.gathered_peak_bytes() / 1024.0, root_bytes / 1024.0, layer_bytes / 1024.0,
+                  mem[MemTag::activation].peak / 1024.0, mem[MemTag::communication].peak / 1024.0);
+  }
+}
+
+// With no prefetch at all the peak is the root plus one layer.
+TEST(Zero3Ranks, WithoutPrefetchOneLayerAtATime) {
+  Zero3Run probe(DType::f32, 1);
+  DataParallelOptions o;
+  const auto& units = probe.engine->buckets();
+  models::LlamaForCausalLM model(four_layers(), 5);
+  o.preset = Preset::zero3;
+  o.forward_prefetch = false;
+  o.backward_prefetch = BackwardPrefetch::none;
+  DataParallelEngine engine(model, world(), o);
+  Tensor ids = Tensor::zeros({1, 8}, DType::i64);
+  auto [sum, n] = model.loss_sum({ids}, ids);
+  backward(sum);
+  engine.wait_for_gradients();
+  EXPECT_EQ(engine.sharded_units()->gathered_peak_bytes(), (units[0].padded_numel + units[1].padded_numel) * 4);
+}
+
+}  // namespace
+}  // namespace shardlab::dist::testing
