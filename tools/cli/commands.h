@@ -16,5 +16,6 @@ int run_accuracy(const std::vector<std::string>& args);
 int run_explain(const std::vector<std::string>& args);
 int run_convert(const std::vector<std::string>& args);
 int run_bench(const std::vector<std::string>& args);
+int run_simulate(const std::vector<std::string>& args);
 
 }  // namespace shardlab::cli

@@ -15,7 +15,10 @@ constexpr const char* kUsage =
     "  eval --model DIR --data FILE.jsonl [--dump-logits OUT.safetensors]\n"
     "  generate --model DIR --prompt TEXT [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S]\n"
     "  merge --model DIR --adapter DIR --out DIR  fold a PEFT LoRA adapter into its base model\n"
-    "  memory CONFIG.yaml                         measure one training step's memory per tag and variant\n"
+    "  memory CONFIG.yaml [--world-size N] [--presets ...] [--estimate-only] [--verbose]\n"
+    "                                             estimated per-rank memory per preset; measured variants (N = 1)\n"
+    "  simulate CONFIG.yaml --cluster CLUSTER.yaml [--presets ...] [--world-size N]   predicted step time and memory\n"
+    "  simulate --calibrate-comm [--reps R]       (under mpirun) fit alpha/beta to an all-reduce sweep\n"
     "  synth-data --task reverse|add|lookup|mix --n N --seed S [--split all|train|test] --out FILE.jsonl\n"
     "  explain PRESET --world-size N [CONFIG.yaml]  one training step under PRESET, collective by collective\n"
     "  accuracy CONFIG.yaml|MODEL_DIR --data FILE.jsonl [--adapter DIR] [--limit N]   exact match, greedy\n"
@@ -43,6 +46,7 @@ int main(int argc, char** argv) {
     if (command == "explain") return shardlab::cli::run_explain(args);
     if (command == "convert") return shardlab::cli::run_convert(args);
     if (command == "bench") return shardlab::cli::run_bench(args);
+    if (command == "simulate") return shardlab::cli::run_simulate(args);
     std::fprintf(stderr, "shardlab: unknown command '%s'\n%s", command.c_str(), kUsage);
     return 2;
   } catch (const shardlab::Error& e) {

@@ -72,9 +72,9 @@ MemoryEstimate estimate_memory(const EstimateSetup& setup) {
   e.setup = setup;
   e.counts = count_parameters(setup);
   const ParameterCounts& n = e.counts;
-  const int N = setup.world_size, G = setup.shard_group_size();
+  const int G = setup.shard_group_size();
   const dist::ShardingPlan plan = dist::ShardingPlan::of(setup.preset);
-  const bool masters = setup.precision != Precision::f32, engine = N > 1;
+  const bool masters = setup.precision != Precision::f32, engine = setup.world_size > 1;
   const double s = compute_bytes(setup.precision), psi = n.trained;
   SL_CHECK(!setup.offload_params || plan.shard_parameters, "estimate: offload_params needs a preset that shards "
            "parameters (zero3, fsdp_full_shard, fsdp_hybrid_shard), not ", dist::preset_name(setup.preset));
@@ -130,8 +130,6 @@ MemoryEstimate estimate_memory(const EstimateSetup& setup) {
     if (setup.preset == dist::Preset::zero1 || setup.preset == dist::Preset::zero2)
       add(MemTag::communication, "parameter all-gather", psi * s * (1.0 + 1.0 / G), "psi*s*(1 + 1/G)");
     if (plan.shard_gradients) add(MemTag::communication, "reduce-scatter bucket", bucket * s, "bucket*s");
-    if (setup.preset == dist::Preset::hybrid_shard && G < N)
-      add(MemTag::communication, "cross-group all-reduce shard", psi * s / G, "psi*s/G");
   }
 
   e.activations = estimate_activations(setup);
@@ -149,7 +147,7 @@ std::string estimate_table(const std::vector<MemoryEstimate>& rows, bool verbose
   const double unit = use_gib ? 1024.0 * 1024.0 * 1024.0 : 1024.0 * 1024.0;
   std::string out;
   char buf[512];
-  std::snprintf(buf, sizeof buf, "%-34s", use_gib ? "estimate per rank (GiB)" : "estimate per rank (MiB)");
+  std::snprintf(buf, sizeof buf, "%-48s", use_gib ? "estimate per rank (GiB)" : "estimate per rank (MiB)");
   out += buf;
   for (MemTag t : kTags) {
     std::snprintf(buf, sizeof buf, " %15s", mem_tag_name(t));
@@ -160,7 +158,7 @@ std::string estimate_table(const std::vector<MemoryEstimate>& rows, bool verbose
     std::string name = std::string(dist::preset_name(e.setup.preset)) + " N=" + std::to_string(e.setup.world_size) +
                        " " + precision_name(e.setup.precision) + (e.setup.gradient_checkpointing ? " ckpt" : "") +
                        " " + optimizer_name(e.setup.optimizer) + " " + adapter_name(e.setup.adapter);
-    std::snprintf(buf, sizeof buf, "%-34s", name.c_str());
+    std::snprintf(buf, sizeof buf, "%-48s", name.c_str());
     out += buf;
     for (MemTag t : kTags) {
       std::snprintf(buf, sizeof buf, " %15.3f", e.of(t) / unit);
