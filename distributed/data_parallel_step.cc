@@ -148,6 +148,7 @@ void DataParallelEngine::load_master_state(const nn::NamedTensors& state) {
              " elements, this rank's shard has ", masters[b].numel(), " (saved with another world size or bucket size?)");
     ops::copy_(masters[b], ops::reshape(*found, masters[b].shape()));
   }
+  if (units_) units_->update_parameters();  // the 16-bit shards follow their masters
 }
 
 ModelStateBytes DataParallelEngine::model_state_bytes(const nn::Optimizer& optimizer) const {

@@ -275,7 +275,11 @@ std::string Trainer::save_checkpoint() const {
     if (engine_ != nullptr) save_rank_state(tmp_dir, optimizer_, *engine_, data_);
     if (!options_.save_weights) write_full_model(tmp_dir, model_, engine_, model_.config().torch_dtype);
   }
+  // An adapter is saved from rank 0's model: ZeRO-3 / hybrid gather it around the save (collective).
+  const bool gather_model = engine_ != nullptr && options_.save_weights && options_.state_dict_type == StateDictType::full;
+  if (gather_model) engine_->gather_full_parameters();
   if (is_rank0()) write_checkpoint_files(tmp_dir);
+  if (gather_model) engine_->free_full_parameters();
   barrier();
   if (options_.before_checkpoint_rename) options_.before_checkpoint_rename(tmp_dir.string());
   if (is_rank0()) {
@@ -364,9 +368,14 @@ void Trainer::load_checkpoint(const std::string& checkpoint_dir) {
 }
 
 void Trainer::load_full_checkpoint(const std::string& checkpoint_dir, json::Ref trainer_state) {
+  // zero3 / hybrid_shard: the trained parameters are shards between uses; the whole model is
+  // gathered to load into, then each rank keeps its part (no-ops for the other presets).
+  if (engine_ != nullptr) engine_->gather_full_parameters();
   if (options_.load_weights) options_.load_weights(checkpoint_dir);
   else models::load_llama_weights(model_, checkpoint_dir);
   if (engine_ != nullptr) {
+    if (engine_->sharded_units() != nullptr) engine_->reload_masters_from_model();
+    engine_->free_full_parameters();
     load_rank_state(checkpoint_dir, trainer_state, optimizer_, *engine_, data_);
   } else {
     SafetensorsFile opt = SafetensorsFile::open((fs::path(checkpoint_dir) / "optimizer.safetensors").string());

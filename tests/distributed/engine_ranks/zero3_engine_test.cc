@@ -32,6 +32,13 @@ TEST(Zero3Ranks, TrainerFp16SkipsTogether) {
   for (Preset p : kSharded) train::check_trainer_fp16_skips_together(world(), p);
 }
 
+// Save at step 2 (the whole model gathered onto rank 0, each rank's optimizer and master shards),
+// resume in a fresh engine: steps 3 and 4 reproduce the straight run exactly.
+TEST(Zero3Ranks, TrainerResumesExactly) {
+  train::check_trainer_resumes_exactly(world(), Preset::zero3, DType::f32);
+  train::check_trainer_resumes_exactly(world(), Preset::zero3, DType::bf16);
+}
+
 // Four decoder layers, so that "at most the prefetch depth ahead" is a real bound.
 models::LlamaConfig four_layers() {
   models::LlamaConfig c = train::tiny();
