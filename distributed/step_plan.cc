@@ -13,18 +13,11 @@ namespace {
 
 bool is_16bit(DType t) { return t == DType::bf16 || t == DType::f16; }
 
-std::string count(int64_t n) {  // 1234567 -> "1,234,567"
-  std::string digits = std::to_string(n), out;
-  for (size_t i = 0; i < digits.size(); ++i) {
-    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
-    out += digits[i];
-  }
-  return out;
-}
+std::string count(int64_t n) { return detail::thousands(n); }
 
 PlannedCollective collective(CollectiveKind kind, int world, int64_t payload, std::string tensor, int first = -1,
                              int last = -1) {
-  return {kind, world, payload, ring_wire_bytes(kind, payload, world), std::move(tensor), first, last};
+  return detail::planned_collective(kind, world, payload, std::move(tensor), first, last);
 }
 
 // A host scalar summed across ranks (DataParallelEngine::sum_across_ranks: f64, none on one rank).
@@ -33,6 +26,20 @@ void add_scalar_sum(std::vector<PlannedCollective>& out, int world, int values, 
 }
 
 }  // namespace
+
+std::string detail::thousands(int64_t n) {
+  std::string digits = std::to_string(n), out;
+  for (size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return out;
+}
+
+PlannedCollective detail::planned_collective(CollectiveKind kind, int group_size, int64_t payload, std::string tensor,
+                                             int first, int last) {
+  return {kind, group_size, payload, ring_wire_bytes(kind, payload, group_size), std::move(tensor), first, last};
+}
 
 std::vector<PlannedParameter> planned_parameters(const nn::NamedTensors& named_parameters) {
   std::vector<PlannedParameter> out;
@@ -45,8 +52,6 @@ std::vector<PlannedParameter> planned_parameters(const nn::NamedTensors& named_p
 StepPlan plan_step(const StepPlanInput& in) {
   const DataParallelOptions& o = in.options;
   validate(o);
-  SL_CHECK(!shards_parameters(o.preset), "step plan: preset ", preset_name(o.preset),
-           " shards parameters per unit; its step is not planned yet (ddp, zero1, zero2 and their FSDP aliases are)");
   SL_CHECK(in.world_size >= 1, "step plan: world size must be >= 1, got ", in.world_size);
   SL_CHECK(!in.params.empty(), "step plan: the model has no trainable parameters");
   const ShardingPlan sharding = ShardingPlan::of(o.preset);
@@ -54,8 +59,13 @@ StepPlan plan_step(const StepPlanInput& in) {
   StepPlan plan;
   plan.preset = o.preset;
   plan.world_size = world;
+  plan.shard_group_size = world;
   plan.param_dtype = in.param_dtype;
   plan.reduce_dtype = o.reduce_dtype.value_or(in.param_dtype);
+  if (sharding.shard_parameters) {
+    detail::plan_sharded_step(in, plan);
+    return plan;
+  }
   std::vector<int64_t> numels;
   for (const PlannedParameter& p : in.params) {
     numels.push_back(p.numel);

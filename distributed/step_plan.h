@@ -53,8 +53,21 @@ struct StepPhase {
   RankHoldings after;
 };
 
+// ZeRO-3 / FSDP units exactly as ShardedUnits builds them (NOTE [sharded units] in fsdp_unit.h):
+// the root's own parameters, one unit per wrapped module (outermost type-name match, registration
+// order) or one per parameter, and the persistent unit of parameters below the threshold.
+struct PlannedUnit {
+  std::string name;     // "<root>", the wrapped module's path, a parameter name, or "<persistent>"
+  int hook = 0;         // whose forward gathers it: 0 the root, k > 0 the k-th wrapped module; -1 persistent
+  BucketLayout layout;  // slots index the planned parameters; padded to the shard group size
+};
+std::vector<PlannedUnit> plan_units(nn::Module& model, const std::vector<PlannedParameter>& params,
+                                    const DataParallelOptions& options, int shard_group_size);
+
 struct StepPlanInput {
   std::vector<PlannedParameter> params;  // planned_parameters(model.named_parameters())
+  // The model, for the presets that shard parameters (their units follow its modules); else unused.
+  nn::Module* model = nullptr;
   DataParallelOptions options;
   int world_size = 1;
   DType param_dtype = DType::f32;
@@ -66,17 +79,19 @@ struct StepPlan {
   int world_size = 1;
   int64_t psi = 0;  // trained elements
   DType param_dtype = DType::f32, reduce_dtype = DType::f32;
-  std::vector<BucketLayout> buckets;        // in bucket (issue) order
+  std::vector<BucketLayout> buckets;        // in bucket (issue) order; the units' layouts for zero3/hybrid
+  std::vector<PlannedUnit> units;           // zero3 / hybrid_shard only
+  int shard_group_size = 1;                 // ranks a bucket or unit is sharded over
   std::vector<BucketRange> gather_groups;   // ZeRO-1/2's all-gathers of updated shards
   std::vector<StepPhase> setup;             // once, when the engine is built
   std::vector<StepPhase> step;              // every optimizer step (one micro batch per rank), steady state
 };
 
-// The plan of ddp, zero1 and zero2 (their FSDP aliases included) as DataParallelEngine and the
-// Trainer run them: the Trainer's host-scalar all-reduces (token counts, loss, overflow flag, ZeRO's
-// norm) come from its calls into the engine (sum_across_ranks, unscale_gradients, clip_grad_norm)
-// and are skipped on one rank, as the engine skips them. Presets that shard parameters are an error
-// naming the preset until their units are planned here.
+// The plan of every preset as DataParallelEngine and the Trainer run it: the Trainer's host-scalar
+// all-reduces (token counts, loss, overflow flag, ZeRO's norm) come from its calls into the engine
+// (sum_across_ranks, unscale_gradients, clip_grad_norm) and are skipped on one rank, as the engine
+// skips them. zero3 / hybrid_shard need input.model; their step is planned without activation
+// checkpointing (which gathers each layer once more for its recompute).
 StepPlan plan_step(const StepPlanInput& input);
 
 // Calls and payload bytes per collective kind over `phases` (indexed by CollectiveKind): the
@@ -86,5 +101,13 @@ struct CollectiveTotals {
   int64_t payload_bytes = 0;
 };
 std::array<CollectiveTotals, 5> collective_totals(const std::vector<StepPhase>& phases);
+
+namespace detail {
+// The holdings text and the phases of the presets that shard parameters (step_plan_units.cc).
+void plan_sharded_step(const StepPlanInput& input, StepPlan& plan);
+PlannedCollective planned_collective(CollectiveKind kind, int group_size, int64_t payload, std::string tensor,
+                                     int first = -1, int last = -1);
+std::string thousands(int64_t n);  // 1234567 -> "1,234,567"
+}  // namespace detail
 
 }  // namespace shardlab::dist

@@ -1,4 +1,4 @@
-// shardlab explain PRESET --world-size N [CONFIG]: for learning, what one training step does under a
+// shardlab explain PRESET --world-size N [--hybrid-group-size G] [CONFIG]: for learning, what one training step does under a
 // sharding preset, step by step: each collective in order, over which ranks, on which bucket and
 // parameters, how many bytes, and what every rank holds after each phase. Printed from
 // dist::plan_step (distributed/step_plan.h), which builds the engine's own bucket layout for the
@@ -44,8 +44,9 @@ void print_phases(const std::vector<dist::StepPhase>& phases, int world) {
   for (const dist::StepPhase& p : phases) {
     std::printf("\n%d. %s\n   %s\n", ++number, p.name.c_str(), p.what.c_str());
     for (const dist::PlannedCollective& c : p.collectives)
-      std::printf("   -> %-14s over ranks 0..%d  %-70s payload %s, each rank sends %s\n", dist::collective_name(c.kind),
-                  world - 1, c.tensor.c_str(), bytes(c.payload_bytes).c_str(), bytes(c.wire_bytes).c_str());
+      std::printf("   -> %-14s %-16s %-70s payload %s, each rank sends %s\n", dist::collective_name(c.kind),
+                  (c.group_size == world ? "over all ranks" : "in groups of " + std::to_string(c.group_size)).c_str(),
+                  c.tensor.c_str(), bytes(c.payload_bytes).c_str(), bytes(c.wire_bytes).c_str());
     if (p.collectives.empty()) std::printf("   (no communication)\n");
     const dist::RankHoldings& h = p.after;
     std::printf("   each rank now holds: parameters %s %s | gradients %s %s | optimizer %s %s", h.parameters.c_str(),
@@ -71,7 +72,7 @@ void print_totals(const std::vector<dist::StepPhase>& phases, const char* title)
 }  // namespace
 
 int run_explain(const std::vector<std::string>& argv) {
-  Args args("explain", {{"world-size", true}}, argv);
+  Args args("explain", {{"world-size", true}, {"hybrid-group-size", true}}, argv);
   SL_CHECK(!args.positional().empty() && args.positional().size() <= 2,
            "shardlab explain: expected PRESET [CONFIG.yaml], e.g. `shardlab explain zero2 --world-size 4 configs/tiny.yaml`");
   const dist::Preset preset = dist::parse_preset(args.positional()[0]);
@@ -101,10 +102,16 @@ int run_explain(const std::vector<std::string>& argv) {
       config::check_distributed_runtime(cfg, {world, model->config().hidden_size});
   dist::DataParallelOptions options = data_parallel_options(cfg, ds, static_cast<int>(world));
   options.preset = preset;
+  if (args.has("hybrid-group-size")) {
+    SL_CHECK(preset == dist::Preset::hybrid_shard, "shardlab explain: --hybrid-group-size is for fsdp_hybrid_shard");
+    options.hybrid_shard_group_size = static_cast<int>(args.get_int("hybrid-group-size", 0));
+    SL_CHECK(options.hybrid_shard_group_size >= 1 && world % options.hybrid_shard_group_size == 0,
+             "shardlab explain: --hybrid-group-size ", options.hybrid_shard_group_size, " must divide --world-size ", world);
+  }
   options.reduce_dtype = precision.reduce_dtype;
   const std::vector<dist::PlannedParameter> params = dist::planned_parameters(model->named_parameters());
   const dist::StepPlan plan =
-      dist::plan_step({params, options, static_cast<int>(world), precision.param_dtype, optimizer_kind(cfg.optimizer)});
+      dist::plan_step({params, model.get(), options, static_cast<int>(world), precision.param_dtype, optimizer_kind(cfg.optimizer)});
 
   std::printf("shardlab explain: one training step of preset %s on %lld ranks (%s)\n", dist::preset_name(preset),
               static_cast<long long>(world), config_path.c_str());

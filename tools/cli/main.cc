@@ -20,7 +20,7 @@ constexpr const char* kUsage =
     "  simulate CONFIG.yaml --cluster CLUSTER.yaml [--presets ...] [--world-size N]   predicted step time and memory\n"
     "  simulate --calibrate-comm [--reps R]       (under mpirun) fit alpha/beta to an all-reduce sweep\n"
     "  synth-data --task reverse|add|lookup|mix --n N --seed S [--split all|train|test] --out FILE.jsonl\n"
-    "  explain PRESET --world-size N [CONFIG.yaml]  one training step under PRESET, collective by collective\n"
+    "  explain PRESET --world-size N [--hybrid-group-size G] [CONFIG.yaml]   one training step, collective by collective\n"
     "  accuracy CONFIG.yaml|MODEL_DIR --data FILE.jsonl [--adapter DIR] [--limit N]   exact match, greedy\n"
     "  convert SHARDED_DIR --out DIR [--dtype f32|bf16|f16]   sharded checkpoint -> HF model.safetensors\n"
     "  bench CONFIG.yaml --presets ddp,zero1,... [--steps N] [--warmup W] [--bucket-elements N]\n"
