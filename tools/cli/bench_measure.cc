@@ -95,7 +95,7 @@ PresetResult measure_preset(const std::string& preset, const config::TrainConfig
     o.reduce_bucket_size = o.allgather_bucket_size = r.bucket_elements;
     o.hybrid_shard_group_size = static_cast<int>(options.hybrid_shard_group_size);
     dist::DataParallelSetup dp =
-        dist::make_data_parallel(model->parameters(), world, o, precision, optimizer_factory(cfg), loss_scaler_config(cfg));
+        dist::make_data_parallel(*model, world, o, precision, optimizer_factory(cfg), loss_scaler_config(cfg));
     // The same batches for every preset: a loader from the same samples, seed and position 0.
     models::DataLoader loader(train_samples, loader_options(cfg, tokenizer, world.rank(), world.size()));
     LoaderStream stream(loader);
