@@ -49,11 +49,14 @@ models::LlamaConfig four_layers() {
 }
 
 struct Zero3Run {
-  Zero3Run(DType dtype, int64_t prefetch_bucket_size, bool checkpointing = false) : model(four_layers(), 5) {
+  Zero3Run(DType dtype, int64_t prefetch_bucket_size, bool checkpointing = false, Preset preset = Preset::zero3)
+      : model(four_layers(), 5) {
     model.to(dtype);
     model.set_gradient_checkpointing(checkpointing);
     DataParallelOptions o;
-    o.preset = Preset::zero3;
+    o.preset = preset;
+    // Hybrid: shard groups of half the world (2 x 2 on 4 ranks, 2 x 1 on 2).
+    if (preset == Preset::hybrid_shard) o.hybrid_shard_group_size = std::max(1, world().size() / 2);
     o.prefetch_bucket_size = prefetch_bucket_size;
     o.record_events = true;
     engine = std::make_unique<DataParallelEngine>(model, world(), o);
@@ -80,14 +83,16 @@ struct Zero3Run {
 };
 
 // Per-rank model state = (bytes per element) x the padded shards; the paper's 16 psi / N within
-// one padding element per unit and rank.
+// one padding element per unit and rank (hybrid: N is the shard group's size).
 TEST(Zero3Ranks, ModelStateIsSixteenPsiOverN) {
+  for (Preset preset : kSharded)
   for (DType dtype : {DType::bf16, DType::f32}) {
-    Zero3Run run(dtype, 1 << 30);
+    Zero3Run run(dtype, 1 << 30, false, preset);
     run.step();  // AdamW's state exists after the first step
     const ModelStateBytes got = run.engine->model_state_bytes(*run.optimizer);
     const ModelStateBytes theory = run.engine->model_state_theory(OptimizerStateKind::adamw);
-    const double psi = static_cast<double>(run.engine->trained_numel()), n = world().size();
+    const double psi = static_cast<double>(run.engine->trained_numel()), n = run.engine->shard_group().size();
+    EXPECT_EQ(n, preset == Preset::zero3 ? world().size() : std::max(1, world().size() / 2));
     EXPECT_DOUBLE_EQ(theory.total(), 16 * psi / n);
     int64_t shards = 0;
     for (const BucketLayout& b : run.engine->buckets()) shards += b.shard_numel;
@@ -96,7 +101,8 @@ TEST(Zero3Ranks, ModelStateIsSixteenPsiOverN) {
     EXPECT_LE(got.total() - theory.total(), 16 * padding) << dtype_name(dtype);
     EXPECT_GE(got.total(), theory.total());
     if (world().rank() == 0)
-      std::printf("zero3 %s model state on %d ranks, psi %.0f, %zu units:\n%s", dtype_name(dtype), world().size(), psi,
+      std::printf("%s %s model state on %d ranks (shard group %.0f), psi %.0f, %zu units:\n%s", preset_name(preset),
+                  dtype_name(dtype), world().size(), n, psi,
                   run.engine->buckets().size(), model_state_table(got, theory).c_str());
   }
 }
@@ -162,6 +168,45 @@ TEST(Zero3Ranks, PrefetchIsBoundedAndOverlapsTheForward) {
                   world().size(), checkpointing ? " + checkpointing" : "", state.total() / 1024.0,
                   sharded.gathered_peak_bytes() / 1024.0, root_bytes / 1024.0, layer_bytes / 1024.0,
                   mem[MemTag::activation].peak / 1024.0, mem[MemTag::communication].peak / 1024.0);
+  }
+}
+
+// For the sharded checkpoints: every element of every trained parameter is owned by exactly one
+// rank of a shard group, and the owned ranges hold that rank's optimizer values.
+TEST(Zero3Ranks, ParameterShardsCoverEveryElementOnce) {
+  for (Preset preset : {Preset::ddp, Preset::zero2, Preset::zero3, Preset::hybrid_shard}) {
+    models::LlamaForCausalLM model(four_layers(), 5);
+    DataParallelOptions o;
+    o.preset = preset;
+    o.reduce_bucket_size = 5000;
+    if (preset == Preset::hybrid_shard) o.hybrid_shard_group_size = std::max(1, world().size() / 2);
+    DataParallelEngine engine(model, world(), o);
+    const std::vector<ParameterShard> shards = engine.parameter_shards();
+    const nn::NamedTensors named = model.named_parameters();
+    ASSERT_EQ(shards.size(), named.size());
+    std::vector<double> owned(shards.size(), 0.0);
+    engine.gather_full_parameters();
+    for (size_t i = 0; i < shards.size(); ++i) {
+      EXPECT_EQ(shards[i].name, named[i].first);
+      EXPECT_EQ(shards[i].shape, named[i].second.shape());
+      const std::vector<double> whole = named[i].second.to_double_vector();
+      for (const OwnedRange& r : shards[i].owned) {
+        owned[i] += static_cast<double>(r.numel);
+        const BucketLayout& L = engine.buckets()[r.bucket];
+        const int64_t at = preset == Preset::ddp ? r.bucket_offset : r.bucket_offset - L.shard_offset(engine.shard_group().rank());
+        const std::vector<double> mine = engine.optimizer_params()[r.bucket].to_double_vector();
+        for (int64_t k = 0; k < r.numel; ++k) ASSERT_EQ(mine[at + k], whole[r.param_offset + k]) << named[i].first;
+      }
+    }
+    engine.free_full_parameters();
+    const std::vector<double> total = engine.shard_group().size() == 1 ? owned : [&] {
+      Tensor t = Tensor::from_vector(owned, {static_cast<int64_t>(owned.size())}, DType::f64);
+      engine.shard_group().all_reduce(t)->wait();
+      return t.to_double_vector();
+    }();
+    const double copies = preset == Preset::ddp ? world().size() : 1.0;  // DDP: every rank owns everything
+    for (size_t i = 0; i < shards.size(); ++i)
+      EXPECT_EQ(total[i], copies * static_cast<double>(named[i].second.numel())) << preset_name(preset) << " " << named[i].first;
   }
 }
 
