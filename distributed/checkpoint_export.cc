@@ -15,8 +15,9 @@ nn::NamedTensors gather_full_parameters(const DataParallelEngine& engine, const 
   std::unordered_set<const TensorImpl*> seen;
   for (const auto& [name, t] : named)
     if (t.requires_grad() && seen.insert(t.impl()).second) trained.emplace_back(name, t);
-  ProcessGroup& group = engine.group();
-  const bool rank0 = group.rank() == 0;
+  // The shards of a bucket are spread over the shard group (hybrid: within each group of replicas).
+  ProcessGroup& group = engine.shard_group();
+  const bool rank0 = engine.group().rank() == 0;
   const bool sharded = ShardingPlan::of(engine.preset()).shard_optimizer_state;
   std::vector<Tensor> out(trained.size());
   const std::vector<BucketLayout>& buckets = engine.buckets();

@@ -76,37 +76,43 @@ OptimizerState element_wise_state(const nn::Optimizer& optimizer, const std::vec
 
 StateLayout engine_state_layout(const DataParallelEngine& engine, const nn::NamedTensors& named) {
   const nn::NamedTensors trained = trained_parameters(named);
+  const std::vector<ParameterShard> shards = engine.parameter_shards();
+  SL_CHECK(shards.size() == trained.size(), "sharded checkpoint: the engine trains ", shards.size(),
+           " parameters but the model has ", trained.size(), " trained ones");
   const std::vector<BucketLayout>& buckets = engine.buckets();
+  const bool sharded = ShardingPlan::of(engine.preset()).shard_optimizer_state;
+  const int shard_rank = engine.shard_group().rank();
+  // Hybrid sharding: every shard group holds the same ranges; the first group alone writes them.
+  const ProcessGroup* replicas = engine.sharded_units() != nullptr ? engine.sharded_units()->replicate_group() : nullptr;
+  const bool writes = replicas == nullptr || replicas->rank() == 0;
   StateLayout layout;
   layout.stepped = engine.optimizer_params();
   layout.rank = engine.group().rank();
   layout.world_size = engine.group().size();
   layout.preset = preset_name(engine.preset());
-  const bool sharded = ShardingPlan::of(engine.preset()).shard_optimizer_state;
-  layout.params.resize(trained.size());
-  size_t slots = 0;
-  for (size_t b = 0; b < buckets.size(); ++b) {
-    const BucketLayout& L = buckets[b];
-    const int64_t lo = L.shard_offset(layout.rank), hi = lo + L.shard_numel;
-    for (const BucketSlot& slot : L.slots) {
-      ++slots;
-      SL_CHECK(slot.param < static_cast<int>(trained.size()) && trained[slot.param].second.numel() == slot.numel,
-               "sharded checkpoint: the engine's parameter ", slot.param, " (", slot.numel,
-               " elements) does not match the model's trained parameters; build the engine on model.parameters()");
-      ShardedParameter& p = layout.params[slot.param];
-      p.name = trained[slot.param].first;
-      p.shape = trained[slot.param].second.shape();
-      const int64_t first = std::max(lo, slot.offset), last = std::min(hi, slot.offset + slot.numel);
-      if (first < last) {
-        const StateRange own{static_cast<int>(b), sharded ? first - lo : first, first - slot.offset, last - first};
-        p.written.push_back(own);
-        if (sharded) p.loaded.push_back(own);
+  for (const ParameterShard& shard : shards) {
+    const auto& [name, param] = trained[shard.param];
+    SL_CHECK(shard.shape == param.shape() && (shard.name.empty() || shard.name == name),
+             "sharded checkpoint: the engine's parameter ", shard.param, " ('", shard.name, "', ",
+             shape_str(shard.shape), ") is not the model's trained parameter '", name, "' (", shape_str(param.shape()),
+             "); build the engine on this model");
+    ShardedParameter p{name, shard.shape, {}, {}};
+    for (const OwnedRange& r : shard.owned) {
+      const BucketLayout& L = buckets[r.bucket];
+      // The stepped tensor is this rank's shard of the bucket (ZeRO) or the whole bucket (DDP).
+      const int64_t stepped_offset = sharded ? r.bucket_offset - L.shard_offset(shard_rank) : r.bucket_offset;
+      p.loaded.push_back({r.bucket, stepped_offset, r.param_offset, r.numel});
+      if (sharded) {
+        if (writes) p.written.push_back(p.loaded.back());
+        continue;
       }
-      if (!sharded) p.loaded.push_back({static_cast<int>(b), slot.offset, 0, slot.numel});
+      // DDP: every rank holds everything; rank q writes what shard q of the bucket would hold.
+      const int64_t lo = std::max(r.bucket_offset, L.shard_offset(layout.rank));
+      const int64_t hi = std::min(r.bucket_offset + r.numel, L.shard_offset(layout.rank) + L.shard_numel);
+      if (lo < hi) p.written.push_back({r.bucket, lo, r.param_offset + (lo - r.bucket_offset), hi - lo});
     }
+    layout.params.push_back(std::move(p));
   }
-  SL_CHECK(slots == trained.size(), "sharded checkpoint: the engine trains ", slots, " parameters but the model has ",
-           trained.size(), " trained ones");
   return layout;
 }
 

@@ -68,10 +68,11 @@ struct StateLayout {
   std::string preset = "single_process";
 };
 
-// The engine's trained parameters with their names. `named` is the model's named_parameters() as
-// handed to the engine (frozen ones and repeated tied tensors are skipped the same way).
-// Rank r writes the elements of shard r of every bucket; ZeRO ranks load their shard, DDP ranks
-// every bucket whole.
+// The engine's trained parameters with their names, from DataParallelEngine::parameter_shards()
+// (every preset, ZeRO-3 and hybrid sharding included). `named` is the model's named_parameters()
+// the engine was built on (frozen ones and repeated tied tensors are skipped the same way).
+// ZeRO ranks write and load the ranges they own (hybrid: only the first shard group writes, as
+// the others hold copies); DDP ranks load every bucket whole and rank r writes shard r of each.
 StateLayout engine_state_layout(const DataParallelEngine& engine, const nn::NamedTensors& named);
 // One process: the trained parameters of `named`, stepped as `stepped` (the same tensors, or their
 // fp32 masters in the same order).

@@ -52,23 +52,26 @@ TEST(CheckpointRanks, ShardedResumeIsBitExact) {
   check_sharded_resume(Preset::zero1, DType::bf16);  // fp32 master shards are the stored values
   check_sharded_resume(Preset::ddp, DType::f32);
   check_sharded_resume(Preset::zero2, DType::f32, {.lora = true});  // only the adapters are sharded
+  check_sharded_resume(Preset::zero3, DType::f32);
+  check_sharded_resume(Preset::zero3, DType::bf16);
+  check_sharded_resume(Preset::hybrid_shard, DType::f32);  // one shard group writes, its replicas skip
 }
 
 // Half the ranks train ZeRO-2 and save; all ranks load it as ZeRO-1, and one process loads it twice:
 // once continuing the half-world run, once on the whole world's batch. Loaded parameters equal the
 // saved ones exactly; the next step matches within the trainer parity tolerance (data_parallel_fixtures.h).
-TEST(CheckpointRanks, ReshardsAcrossWorldSizesAndPresetsAndIntoOneProcess) {
+void check_reshard(Preset saved_with, Preset loaded_with) {
   dist::ProcessGroup& g = world();
   const int half = std::max(1, g.size() / 2);
   std::vector<int> first;
   for (int r = 0; r < half; ++r) first.push_back(r);
   std::shared_ptr<dist::ProcessGroup> sub = g.new_group(first, "first_half");
-  const fs::path dir = shared_dir(g, "reshard");
+  const fs::path dir = shared_dir(g, std::string("reshard_") + dist::preset_name(saved_with));
   const fs::path ckpt = dir / "checkpoint-2";
   std::vector<std::vector<double>> saved, half_after3;
   double half_loss3 = 0;
   if (sub) {
-    DataParallelTrainer h(*sub, Preset::zero2, DType::f32, sharded_options(3, dir));
+    DataParallelTrainer h(*sub, saved_with, DType::f32, sharded_options(3, dir));
     h.trainer->step();
     h.trainer->step();
     h.trainer->save_checkpoint();
@@ -77,7 +80,7 @@ TEST(CheckpointRanks, ReshardsAcrossWorldSizesAndPresetsAndIntoOneProcess) {
     half_after3 = h.parameters();
   }
   g.barrier()->wait();
-  DataParallelTrainer all(g, Preset::zero1, DType::f32, dp_options(3));
+  DataParallelTrainer all(g, loaded_with, DType::f32, dp_options(3));
   all.trainer->load_checkpoint(ckpt.string());
   EXPECT_EQ(all.trainer->global_step(), 2);
   const auto loaded = all.parameters();
@@ -96,11 +99,17 @@ TEST(CheckpointRanks, ReshardsAcrossWorldSizesAndPresetsAndIntoOneProcess) {
     EXPECT_NEAR(all_loss3, loss, 1e-5);
     const double diff = max_abs_difference(parameters_of(one_all.model), all_after3);
     EXPECT_LE(diff, 2e-5);
-    std::printf("reshard: %d-rank zero2 -> %d-rank zero1 -> 1 process: step-3 loss %.7f vs %.7f, max |param diff| %.3g\n",
-                half, g.size(), all_loss3, loss, diff);
+    std::printf("reshard: %d-rank %s -> %d-rank %s -> 1 process: step-3 loss %.7f vs %.7f, max |param diff| %.3g\n",
+                half, dist::preset_name(saved_with), g.size(), dist::preset_name(loaded_with), all_loss3, loss, diff);
   }
   g.barrier()->wait();
   if (g.rank() == 0) fs::remove_all(dir);
+}
+
+TEST(CheckpointRanks, ReshardsAcrossWorldSizesAndPresetsAndIntoOneProcess) {
+  check_reshard(Preset::zero2, Preset::zero1);
+  check_reshard(Preset::zero3, Preset::hybrid_shard);
+  check_reshard(Preset::ddp, Preset::zero3);
 }
 
 // A crash after every file is written but before the rename leaves checkpoint-4 absent and
@@ -134,7 +143,7 @@ TEST(CheckpointRanks, CrashBeforeRenameKeepsThePreviousCheckpoint) {
 // ever holds more than one bucket's full parameters (measured by the memory ledger).
 TEST(CheckpointRanks, FullExportGathersOneBucketAtATime) {
   dist::ProcessGroup& g = world();
-  for (Preset preset : {Preset::ddp, Preset::zero1, Preset::zero2}) {
+  for (Preset preset : {Preset::ddp, Preset::zero1, Preset::zero2, Preset::zero3, Preset::hybrid_shard}) {
     const fs::path dir = shared_dir(g, std::string("full_") + dist::preset_name(preset));
     TrainerOptions o = dp_options(2);
     o.output_dir = dir.string();
@@ -153,15 +162,16 @@ TEST(CheckpointRanks, FullExportGathersOneBucketAtATime) {
     EXPECT_EQ(after[MemTag::other].peak - before[MemTag::other].live, output);
     EXPECT_LE(after[MemTag::communication].peak - before[MemTag::communication].live, unit);
     EXPECT_LE(after.peak - before.live, output + unit) << dist::preset_name(preset) << " rank " << g.rank();
+    const auto expected = dp.parameters();  // collective (ZeRO-3 gathers)
     if (g.rank() == 0) {
       nn::NamedTensors model = dp.model.named_parameters();
       ASSERT_EQ(full.size(), model.size());
       for (size_t i = 0; i < full.size(); ++i) {
         EXPECT_EQ(full[i].first, model[i].first);
-        EXPECT_EQ(full[i].second.to_double_vector(), model[i].second.to_double_vector()) << full[i].first;
+        EXPECT_EQ(full[i].second.to_double_vector(), expected[i]) << full[i].first;
       }
       auto written = models::load_llama((dir / "checkpoint-2").string());
-      EXPECT_EQ(parameters_of(*written), dp.parameters());
+      EXPECT_EQ(parameters_of(*written), expected);
       std::printf("full export %s, %d ranks: peak beyond the %ld-byte output %ld bytes (largest bucket %ld bytes)\n",
                   dist::preset_name(preset), g.size(), static_cast<long>(output),
                   static_cast<long>(after.peak - before.live - output), static_cast<long>(largest_bucket * 4));
@@ -178,16 +188,17 @@ TEST(CheckpointRanks, FullExportGathersOneBucketAtATime) {
 TEST(CheckpointRanks, ConvertRoundTripAndDamagedCheckpoints) {
   dist::ProcessGroup& g = world();
   const fs::path dir = shared_dir(g, "convert");
-  DataParallelTrainer dp(g, Preset::zero2, DType::f32, sharded_options(2, dir));
+  DataParallelTrainer dp(g, Preset::zero3, DType::f32, sharded_options(2, dir));
   dp.trainer->step();
   dp.trainer->step();
   const fs::path ckpt = dp.trainer->save_checkpoint();
+  const auto expected = dp.parameters();
   if (g.rank() == 0) {
     const fs::path out = dir / "hf";
     EXPECT_EQ(dist::convert_sharded_to_safetensors(ckpt.string(), out.string(), DType::f32),
               static_cast<int64_t>(dp.model.named_parameters().size()));
     auto converted = models::load_llama(out.string());
-    EXPECT_EQ(parameters_of(*converted), dp.parameters());
+    EXPECT_EQ(parameters_of(*converted), expected);
 
     auto damaged = [&](const std::string& name) {
       const fs::path copy = dir / name;
@@ -225,11 +236,11 @@ TEST(CheckpointRanks, ConvertRoundTripAndDamagedCheckpoints) {
   if (g.rank() == 0) fs::remove_all(dir);
 }
 
-// LoRA under ZeRO-2: the checkpoint's PEFT adapter, loaded by one plain process onto the base
+// LoRA under ZeRO-2 and ZeRO-3: the checkpoint's PEFT adapter, loaded by one plain process onto the base
 // model, gives the sharded run's logits.
-TEST(CheckpointRanks, LoraAdapterFromShardedRunLoadsInOneProcess) {
+void check_lora_adapter(Preset preset) {
   dist::ProcessGroup& g = world();
-  const fs::path dir = shared_dir(g, "lora");
+  const fs::path dir = shared_dir(g, std::string("lora_") + dist::preset_name(preset));
   nn::LoraSettings settings;
   settings.r = 4;
   settings.alpha = 8;
@@ -239,15 +250,19 @@ TEST(CheckpointRanks, LoraAdapterFromShardedRunLoadsInOneProcess) {
   TrainerOptions o = dp_options(2);
   o.output_dir = dir.string();
   o.save_weights = [&](const std::string& d) { models::save_peft_adapter(*trained, settings, d); };
-  DataParallelTrainer dp(g, Preset::zero2, DType::f32, o, {.lora = true});
+  DataParallelTrainer dp(g, preset, DType::f32, o, {.lora = true});
   trained = &dp.model;
   dp.trainer->run();
+  models::LlamaInputs in{Tensor::from_ints({1, 5, 7, 2, 9, 3}, {1, 6})};
+  std::vector<double> expected;
+  {
+    NoGradGuard no_grad;
+    expected = dp.model.logits(in).to_double_vector();  // collective under ZeRO-3 (units gathered)
+  }
   if (g.rank() == 0) {
     models::LlamaForCausalLM single(tiny(), 21);
     models::load_peft_adapter(single, (dir / "checkpoint-2").string());
-    models::LlamaInputs in{Tensor::from_ints({1, 5, 7, 2, 9, 3}, {1, 6})};
     NoGradGuard no_grad;
-    const std::vector<double> expected = dp.model.logits(in).to_double_vector();
     EXPECT_EQ(single.logits(in).to_double_vector(), expected);
     // The adapter moved: a base model without it gives other logits.
     models::LlamaForCausalLM base(tiny(), 21);
@@ -255,6 +270,11 @@ TEST(CheckpointRanks, LoraAdapterFromShardedRunLoadsInOneProcess) {
   }
   g.barrier()->wait();
   if (g.rank() == 0) fs::remove_all(dir);
+}
+
+TEST(CheckpointRanks, LoraAdapterFromShardedRunLoadsInOneProcess) {
+  check_lora_adapter(Preset::zero2);
+  check_lora_adapter(Preset::zero3);  // the adapters are gathered around rank 0's save
 }
 
 }  // namespace
