@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `mpirun -np 2 shardlab bench` end to end: two presets on a tiny model give a well-formed
+# `mpirun -np 2 shardlab bench` end to end: three presets on a tiny model give a well-formed
 # bench.json (every field, every rank, the engine's model state within 5% of the ZeRO paper's
 # theory, the first step's loss equal across presets) and bench.csv; a bad preset name fails with
 # one clear line before anything is built or written.
@@ -38,11 +38,11 @@ micro_batch_size: 2
 learning_rate: 0.005
 YAML
 
-# 1. Two ranks, two presets, two timed steps.
-if "${MPIRUN[@]}" "$SHARDLAB" bench tiny.yaml --presets ddp,zero2 --steps 2 --warmup 0 --out res > run.log 2> run.err; then
-  ok "mpirun -np 2 bench ddp,zero2 runs"
+# 1. Two ranks, three presets (replicated, sharded gradients, sharded parameters), two timed steps.
+if "${MPIRUN[@]}" "$SHARDLAB" bench tiny.yaml --presets ddp,zero2,zero3 --steps 2 --warmup 0 --out res > run.log 2> run.err; then
+  ok "mpirun -np 2 bench ddp,zero2,zero3 runs"
 else bad "mpirun -np 2 bench: $(tail -5 run.err)"; fi
-grep -q "zero2.*step   2/2 timed" run.log && ok "progress lines name preset and step" || bad "no progress line in: $(head -5 run.log)"
+grep -q "zero3.*step   2/2 timed" run.log && ok "progress lines name preset and step" || bad "no progress line in: $(head -5 run.log)"
 grep -q "^hidden\|hidden: 1 - " run.log && ok "the table defines the hidden fraction" || bad "no definition of hidden in the table"
 
 if python3 - res/bench.json <<'PY'
@@ -53,7 +53,7 @@ def need(cond, what):
         sys.exit("bench.json: " + what)
 need(b["bench"] == "shardlab bench" and b["world_size"] == 2 and b["timed_steps"] == 2, "header fields")
 need("hidden_fraction" in b["definitions"], "definitions.hidden_fraction")
-need([p["preset"] for p in b["presets"]] == ["ddp", "zero2"], "presets in command-line order")
+need([p["preset"] for p in b["presets"]] == ["ddp", "zero2", "zero3"], "presets in command-line order")
 for p in b["presets"]:
     name = p["preset"]
     need(len(p["step_seconds"]) == 2 and p["median_step_seconds"] > 0, name + ": step times")
@@ -70,13 +70,20 @@ for p in b["presets"]:
         h = r["hidden_fraction"]
         need(h is not None and 0 <= h <= 1, f"{name}: hidden fraction {h}")
 psi = b["presets"][0]["trained_parameters"]
-ddp, zero2 = b["presets"]
-# DDP all-reduces the f32 gradients (4 psi bytes, a few scalars aside); ZeRO-2 reduce-scatters and all-gathers them.
-need(abs(ddp["ranks"][0]["collectives_per_step"]["all_reduce"]["payload_bytes"] - 4 * psi) < 0.01 * 4 * psi, "ddp all-reduce bytes")
-need(abs(zero2["ranks"][0]["collectives_per_step"]["reduce_scatter"]["payload_bytes"] - 4 * psi) < 0.01 * 4 * psi, "zero2 reduce-scatter bytes")
-need(zero2["model_state_theory_bytes"]["total"] < ddp["model_state_theory_bytes"]["total"], "zero2 holds less than ddp")
-a, c = ddp["losses"][0], zero2["losses"][0]
-need(abs(a - c) <= 1e-5 * max(1, abs(c)), f"first-step loss ddp {a} vs zero2 {c}")
+ddp, zero2, zero3 = b["presets"]
+def comm(p, kind):
+    return p["ranks"][0]["collectives_per_step"][kind]["payload_bytes"]
+# DDP all-reduces the f32 gradients (4 psi bytes, a few scalars aside); ZeRO-2 and ZeRO-3
+# reduce-scatter them; ZeRO-3 gathers the parameters for forward and again for backward.
+need(abs(comm(ddp, "all_reduce") - 4 * psi) < 0.01 * 4 * psi, "ddp all-reduce bytes")
+for p in (zero2, zero3):
+    need(abs(comm(p, "reduce_scatter") - 4 * psi) < 0.01 * 4 * psi, p["preset"] + " reduce-scatter bytes")
+need(comm(zero3, "all_gather") > 1.2 * comm(zero2, "all_gather"), "zero3 gathers parameters more than once")
+theory = [p["model_state_theory_bytes"]["total"] for p in (ddp, zero2, zero3)]
+need(theory[0] > theory[1] > theory[2], f"model state theory ddp > zero2 > zero3: {theory}")
+for p in (zero2, zero3):
+    a, c = ddp["losses"][0], p["losses"][0]
+    need(abs(a - c) <= 1e-5 * max(1, abs(c)), f"first-step loss ddp {a} vs {p['preset']} {c}")
 PY
 then ok "bench.json: fields, ranks, model state within 5% of theory, bytes, equal first loss"
 else bad "bench.json check failed"; fi
@@ -89,7 +96,7 @@ done
 rows=$(tail -n +2 res/bench.csv | wc -l)
 fields=$(echo "$header" | tr ',' '\n' | wc -l)
 widths=$(awk -F, '{print NF}' res/bench.csv | sort -u)
-[ "$rows" = 4 ] && [ "$widths" = "$fields" ] && ok "bench.csv: 4 rows (2 presets x 2 ranks) of $fields fields" \
+[ "$rows" = 6 ] && [ "$widths" = "$fields" ] && ok "bench.csv: 6 rows (3 presets x 2 ranks) of $fields fields" \
   || bad "bench.csv: $rows rows, field counts $widths (header $fields)"
 
 # 2. The charts, where matplotlib is installed (it is optional: plotting is not part of the build).
