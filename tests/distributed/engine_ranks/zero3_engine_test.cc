@@ -160,6 +160,20 @@ TEST(Zero3Ranks, PrefetchIsBoundedAndOverlapsTheForward) {
       }
       EXPECT_LT(issued, ended) << "layer " << layer + 1 << "'s gather was not issued during layer " << layer << "'s forward";
     }
+    // Backward (backward_pre): layer i-1's gather is issued before layer i's gradients are reduced.
+    for (int layer = 4; layer > 1; --layer) {
+      size_t freed_in_forward = ev.size(), issued = ev.size(), reduced = ev.size();
+      for (size_t i = 0; i < ev.size(); ++i) {
+        if (freed_in_forward == ev.size() && ev[i].kind == EngineEvent::unit_freed && ev[i].index == layer - 1)
+          freed_in_forward = i;
+        if (freed_in_forward < i && issued == ev.size() && ev[i].kind == EngineEvent::unit_gather_issued &&
+            ev[i].index == layer - 1)
+          issued = i;
+        if (reduced == ev.size() && ev[i].kind == EngineEvent::bucket_issued && ev[i].index == layer) reduced = i;
+      }
+      EXPECT_LT(issued, reduced) << "layer " << layer - 1 << "'s backward gather was not prefetched during layer "
+                                 << layer << "'s backward";
+    }
     const DeviceMemory mem = MemoryLedger::instance().snapshot(Device::cpu());
     const ModelStateBytes state = run.engine->model_state_bytes(*run.optimizer);
     if (world().rank() == 0)
