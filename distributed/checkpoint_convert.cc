@@ -18,6 +18,11 @@ int64_t convert_sharded_to_safetensors(const std::string& sharded_dir, const std
            dtype_name(dtype), " is not supported (f32, bf16 or f16)");
   const ShardedCheckpoint ckpt = ShardedCheckpoint::open(sharded_dir);
   std::vector<std::string> names = ckpt.parameter_names();
+  for (const std::string& name : names)
+    SL_CHECK(name.find(".lora_A.") == std::string::npos && name.find(".lora_B.") == std::string::npos,
+             "convert: ", sharded_dir, " holds LoRA adapter weights ('", name, "'), not a model; its ",
+             "adapter_model.safetensors + adapter_config.json is already the complete PEFT adapter ",
+             "(`shardlab merge` folds it into the base model)");
   std::sort(names.begin(), names.end());  // one dtype: the safetensors library's order is by name
   // The header as the safetensors library lays it out: "__metadata__" first, then the tensors,
   // padded with spaces so the data starts 8-byte aligned.

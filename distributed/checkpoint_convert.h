@@ -13,7 +13,8 @@ namespace shardlab::dist {
 // checkpoint has one, with torch_dtype set to `dtype`. Streams: the header is computed from the
 // index, then each tensor is assembled, written and freed before the next, so memory holds one
 // tensor at a time. The file is written atomically. Returns the number of tensors written.
-// Errors name the missing or truncated shard file, or the tensor and element range with no piece.
+// Errors name the missing or truncated shard file, or the tensor and element range with no piece;
+// a checkpoint of LoRA adapters is refused (it already holds the complete PEFT adapter).
 int64_t convert_sharded_to_safetensors(const std::string& sharded_dir, const std::string& out_dir, DType dtype);
 
 }  // namespace shardlab::dist

@@ -60,9 +60,10 @@ OptimizerState element_wise_state(const nn::Optimizer& optimizer, const std::vec
         index = std::stoi(key.substr(0, dot));
       } catch (const std::exception&) {
       }
-    SL_CHECK(index >= 0 && index < static_cast<int>(stepped.size()) && t.numel() == stepped[index].numel(),
-             "sharded checkpoint: optimizer state '", key, "' (shape ", shape_str(t.shape()),
-             ") is not one value per parameter element, so it cannot be cut into ranges; sharded checkpoints "
+    SL_CHECK(index >= 0 && index < static_cast<int>(stepped.size()) && t.numel() == stepped[index].numel() &&
+                 is_floating(t.dtype()),
+             "sharded checkpoint: optimizer state '", key, "' (", dtype_name(t.dtype()), ", shape ",
+             shape_str(t.shape()), ") is not one float per parameter element, so it cannot be cut into ranges; sharded checkpoints "
              "support AdamW and SGD state (8-bit AdamW's block-quantized state is not supported)");
     out.by_kind[key.substr(dot + 1)][index] = t;
   }

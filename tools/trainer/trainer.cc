@@ -275,8 +275,9 @@ std::string Trainer::save_checkpoint() const {
     if (engine_ != nullptr) save_rank_state(tmp_dir, optimizer_, *engine_, data_);
     if (!options_.save_weights) write_full_model(tmp_dir, model_, engine_, model_.config().torch_dtype);
   }
-  // An adapter is saved from rank 0's model: ZeRO-3 / hybrid gather it around the save (collective).
-  const bool gather_model = engine_ != nullptr && options_.save_weights && options_.state_dict_type == StateDictType::full;
+  // An adapter (small) is saved whole in both layouts, from rank 0's model: ZeRO-3 / hybrid gather
+  // it around the save (collective).
+  const bool gather_model = engine_ != nullptr && options_.save_weights;
   if (gather_model) engine_->gather_full_parameters();
   if (is_rank0()) write_checkpoint_files(tmp_dir);
   if (gather_model) engine_->free_full_parameters();
@@ -299,8 +300,8 @@ std::string Trainer::save_checkpoint() const {
 
 void Trainer::write_checkpoint_files(const fs::path& tmp_dir) const {
   const bool sharded = options_.state_dict_type == StateDictType::sharded;
-  // LoRA/QLoRA adapters are replicated on every rank under ddp/zero1/zero2: rank 0's are whole.
-  if (options_.save_weights && !sharded) options_.save_weights(tmp_dir.string());
+  // A complete PEFT adapter even in a sharded checkpoint (resuming reads the shards).
+  if (options_.save_weights) options_.save_weights(tmp_dir.string());
   if (engine_ == nullptr && !sharded) {
     std::vector<std::pair<std::string, Tensor>> opt_state;
     for (auto& [name, t] : optimizer_.state_dict()) opt_state.emplace_back(name, t);

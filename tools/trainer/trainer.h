@@ -113,7 +113,8 @@ class Trainer {
   // master shard) as optimizer-rank-R.safetensors and its data position as data-rank-R.json;
   // resuming needs the same world size, preset and bucket size. With StateDictType::sharded the
   // directory holds index.json, shard-rank-R.safetensors, data-rank-R.json, config.json and
-  // trainer_state.json instead, and load_checkpoint accepts any world size and preset.
+  // trainer_state.json instead (adapter runs: also the whole PEFT adapter, which is small), and
+  // load_checkpoint accepts any world size and preset.
   std::string save_checkpoint() const;
   void load_checkpoint(const std::string& checkpoint_dir);
 

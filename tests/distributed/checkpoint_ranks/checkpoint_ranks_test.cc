@@ -14,6 +14,7 @@
 #include "distributed/sharded_checkpoint.h"
 #include "models/llama_io.h"
 #include "models/peft_adapter.h"
+#include "nn/optimizer_8bit.h"
 #include "tests/distributed/checkpoint_ranks/checkpoint_checks.h"
 #include "tests/distributed/mpi_ranks/mpi_test_world.h"
 
@@ -236,11 +237,12 @@ TEST(CheckpointRanks, ConvertRoundTripAndDamagedCheckpoints) {
   if (g.rank() == 0) fs::remove_all(dir);
 }
 
-// LoRA under ZeRO-2 and ZeRO-3: the checkpoint's PEFT adapter, loaded by one plain process onto the base
-// model, gives the sharded run's logits.
-void check_lora_adapter(Preset preset) {
+// LoRA under ZeRO-2 and ZeRO-3: the checkpoint's PEFT adapter (FULL and SHARDED checkpoints both
+// hold one), loaded by one plain process onto the base model, gives the sharded run's logits.
+void check_lora_adapter(Preset preset, StateDictType type) {
   dist::ProcessGroup& g = world();
-  const fs::path dir = shared_dir(g, std::string("lora_") + dist::preset_name(preset));
+  const fs::path dir = shared_dir(g, std::string("lora_") + dist::preset_name(preset) +
+                                         (type == StateDictType::sharded ? "_sharded" : "_full"));
   nn::LoraSettings settings;
   settings.r = 4;
   settings.alpha = 8;
@@ -249,6 +251,7 @@ void check_lora_adapter(Preset preset) {
   models::LlamaForCausalLM* trained = nullptr;
   TrainerOptions o = dp_options(2);
   o.output_dir = dir.string();
+  o.state_dict_type = type;
   o.save_weights = [&](const std::string& d) { models::save_peft_adapter(*trained, settings, d); };
   DataParallelTrainer dp(g, preset, DType::f32, o, {.lora = true});
   trained = &dp.model;
@@ -267,14 +270,41 @@ void check_lora_adapter(Preset preset) {
     // The adapter moved: a base model without it gives other logits.
     models::LlamaForCausalLM base(tiny(), 21);
     EXPECT_NE(base.logits(in).to_double_vector(), expected);
+    if (type == StateDictType::sharded) {  // the shards hold adapters, not a model, so convert refuses
+      const std::string error = error_of([&] {
+        dist::convert_sharded_to_safetensors((dir / "checkpoint-2").string(), (dir / "hf").string(), DType::f32);
+      });
+      EXPECT_NE(error.find("complete PEFT adapter"), std::string::npos) << error;
+    }
   }
   g.barrier()->wait();
   if (g.rank() == 0) fs::remove_all(dir);
 }
 
 TEST(CheckpointRanks, LoraAdapterFromShardedRunLoadsInOneProcess) {
-  check_lora_adapter(Preset::zero2);
-  check_lora_adapter(Preset::zero3);  // the adapters are gathered around rank 0's save
+  for (StateDictType type : {StateDictType::full, StateDictType::sharded}) {
+    check_lora_adapter(Preset::zero2, type);
+    check_lora_adapter(Preset::zero3, type);  // the adapters are gathered around rank 0's save
+  }
+}
+
+// 8-bit AdamW's block-quantized state cannot be cut at arbitrary elements: saving sharded is an
+// error naming it, and no checkpoint appears.
+TEST(CheckpointRanks, EightBitOptimizerStateIsRefusedClearly) {
+  dist::ProcessGroup& g = world();
+  const fs::path dir = shared_dir(g, "adamw8bit");
+  if (g.rank() == 0) {
+    models::LlamaForCausalLM model(tiny(), 21);
+    nn::AdamW8bit optimizer(model.trainable_parameters(), 0.0);
+    RankStream data(1, 0, 1);
+    Trainer trainer(model, optimizer, data, sharded_options(1, dir));
+    trainer.step();
+    const std::string error = error_of([&] { trainer.save_checkpoint(); });
+    EXPECT_NE(error.find("8-bit AdamW"), std::string::npos) << error;
+    EXPECT_NE(error.find("exp_avg"), std::string::npos) << error;
+    EXPECT_FALSE(fs::exists(dir / "checkpoint-1"));
+    fs::remove_all(dir);
+  }
 }
 
 }  // namespace
