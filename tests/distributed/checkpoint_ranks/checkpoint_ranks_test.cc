@@ -113,6 +113,36 @@ TEST(CheckpointRanks, ReshardsAcrossWorldSizesAndPresetsAndIntoOneProcess) {
   check_reshard(Preset::ddp, Preset::zero3);
 }
 
+// The other direction: one plain process (fp32 masters of a bf16 model) saves, every rank loads
+// it under ZeRO-2 and ZeRO-3 and holds exactly its parameters.
+TEST(CheckpointRanks, OneProcessCheckpointLoadsOnEveryRank) {
+  dist::ProcessGroup& g = world();
+  const fs::path dir = shared_dir(g, "from_one");
+  std::vector<std::vector<double>> saved;
+  if (g.rank() == 0) {
+    models::LlamaForCausalLM model(tiny(), 21);
+    model.to(DType::bf16);
+    nn::MasterWeights masters(model.trainable_parameters());
+    nn::AdamW optimizer(masters.masters(), 0.0);
+    RankStream data(g.size(), 0, 1);
+    Trainer one(model, optimizer, data, sharded_options(3, dir), {}, MixedPrecision{&masters, nullptr});
+    one.step();
+    one.step();
+    one.save_checkpoint();
+    saved = parameters_of(model);
+  }
+  g.barrier()->wait();
+  for (Preset preset : {Preset::zero2, Preset::zero3}) {
+    DataParallelTrainer dp(g, preset, DType::bf16, dp_options(3));
+    dp.trainer->load_checkpoint((dir / "checkpoint-2").string());
+    EXPECT_EQ(dp.trainer->global_step(), 2);
+    const auto loaded = dp.parameters();
+    if (g.rank() == 0) EXPECT_EQ(loaded, saved) << dist::preset_name(preset);
+  }
+  g.barrier()->wait();
+  if (g.rank() == 0) fs::remove_all(dir);
+}
+
 // A crash after every file is written but before the rename leaves checkpoint-4 absent and
 // checkpoint-2 whole: resuming from it reproduces the crashed run's steps 3 and 4 exactly.
 TEST(CheckpointRanks, CrashBeforeRenameKeepsThePreviousCheckpoint) {
