@@ -143,6 +143,29 @@ fsdp_run fsdp_sgo2 2 2 zero2 "fsdp: [shard_grad_op, auto_wrap]" "fsdp_config:" "
   "  fsdp_backward_prefetch: BACKWARD_PRE" "  fsdp_use_orig_params: false"
 fsdp_run fsdp_sgo4 4 1 zero2 "fsdp_version: 2" "fsdp_config:" "  reshard_after_forward: false"
 fsdp_run fsdp_ns2 2 2 ddp "fsdp: [no_shard]" "fsdp_config:" "  fsdp_sync_module_states: true"
+# The presets that shard parameters: DeepSpeed stage 3 (per-parameter units; "auto" persistence
+# 10 x hidden keeps the norms whole), FSDP full_shard and hybrid_shard (2 groups of 2 ranks).
+cp "$ROOT/tests/tools/deepspeed/axolotl_zero3.json" zero3.json
+fsdp_run ds_zero3 2 2 zero3 "deepspeed: zero3.json"
+fsdp_run fsdp_fs2 2 2 zero3 "fsdp: [full_shard, auto_wrap]" "fsdp_config:" "  fsdp_forward_prefetch: true"
+fsdp_run fsdp_fs4 4 1 zero3 "fsdp: [full_shard, auto_wrap]"
+fsdp_run fsdp_hy4 4 1 fsdp_hybrid_shard "fsdp: [hybrid_shard, auto_wrap]" "fsdp_config:" "  fsdp_hybrid_shard_group_size: 2"
+grep -q "shard groups of 2 ranks" fsdp_hy4.log && ok "hybrid: shard groups of 2 ranks" || bad "hybrid: no 'shard groups of 2 ranks'"
+# The model a ZeRO-3 run saves is gathered whole: it evaluates as the one-process model does.
+printf '{"text": "Once upon a time, a little fox found a red ball."}\n{"text": "The sun was warm and the birds sang."}\n' > eval.jsonl
+if [ -s run_fsdp_fs2/model.safetensors ] && "$SHARDLAB" eval --model run_fsdp_fs2 --data eval.jsonl > e3.json 2> e3.err \
+   && "$SHARDLAB" eval --model run1 --data eval.jsonl > e1.json 2> e1.err; then
+  a=$(grep -o '"mean_loss":[^,}]*' e3.json | cut -d: -f2); b=$(grep -o '"mean_loss":[^,}]*' e1.json | cut -d: -f2)
+  if [ -n "$a" ] && awk -v a="$a" -v b="$b" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d <= 1e-4) }'; then
+    ok "zero3's saved model evaluates as one process's ($a vs $b)"
+  else bad "zero3's saved model: eval '$a' vs '$b'"; fi
+else bad "zero3 eval: $(head -c 300 e3.err)"; fi
+write_config hy_bad.yaml "output_dir: run_hy_bad" "micro_batch_size: 2" "fsdp: [hybrid_shard, auto_wrap]" "fsdp_config:" \
+  "  hybrid_shard_group_size: 3"
+"${MPIRUN[@]}" "$SHARDLAB" train hy_bad.yaml > hy_bad.log 2> hy_bad.err
+grep -qF "fsdp_config.hybrid_shard_group_size 3 does not divide the world size 2" hy_bad.err \
+  && ok "hybrid group size that does not divide the world fails clearly" || bad "hybrid group 3: $(head -c 300 hy_bad.err)"
+
 # fsdp_state_dict_type SHARDED_STATE_DICT: one shard file per rank; 4 ranks (micro 1: the same
 # global batch) resume the 2-rank checkpoint and reproduce its step 3 (summation order differs).
 write_config sharded.yaml "output_dir: run_sh" "micro_batch_size: 2" "save_steps: 2" "fsdp: [shard_grad_op, auto_wrap]" \

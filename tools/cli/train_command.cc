@@ -181,7 +181,7 @@ int run_train(const std::vector<std::string>& argv) {
     // The engine broadcasts rank 0's parameters, keeps the (sharded) fp32 masters and the optimizer
     // steps its shards. DeepSpeed's or FSDP's knobs when the config gives them, else the engine's.
     const dist::DataParallelOptions o = data_parallel_options(cfg, ds, world->size());
-    dp = dist::make_data_parallel(model->parameters(), *world, o, precision, make_optimizer, sc);
+    dp = dist::make_data_parallel(*model, *world, o, precision, make_optimizer, sc);
     optimizer = std::move(dp.optimizer);
     scaler = std::move(dp.scaler);
     if (rank0)
@@ -233,6 +233,9 @@ int run_train(const std::vector<std::string>& argv) {
   if (cfg.trace) dist::write_merged_trace(*world, (out_dir / "trace.json").string());
   // Collective: every rank contributes its ledger before rank 0 prints.
   const std::string memory_table = per_rank_memory_table(*world);
+  // zero3 / hybrid_shard: every rank gathers the whole model (collective) so that rank 0 can save
+  // it and sample from it; the other presets hold it whole already.
+  if (dp.engine) dp.engine->gather_full_parameters();
   if (!rank0) return 0;
 
   // The final model, loadable by `shardlab eval/generate` and by Hugging Face; for an adapter run
