@@ -2,7 +2,9 @@
 # `mpirun -np 2 shardlab train` end to end: a ZeRO-2 DeepSpeed config trains on 2 ranks, rank 0
 # alone prints and writes, and its step-1 loss equals a single process's on the same global batch
 # (micro_batch_size 2 x 2 ranks = one process with micro_batch_size 4); Axolotl's FSDP keys pick the
-# preset (no_shard -> ddp, shard_grad_op -> zero2) with the same step-1 loss on 2 and 4 ranks;
+# preset (no_shard -> ddp, shard_grad_op -> zero2, full_shard and DeepSpeed stage 3 -> zero3,
+# hybrid_shard) with the same step-1 loss on 2 and 4 ranks, cpu_ram_efficient_loading and
+# SHARDED_STATE_DICT checkpoints work;
 # `shardlab explain` plans the collectives the run's ledger counts; a train_batch_size that
 # contradicts micro x accumulation x world size, offload (the model lives on the CPU) and deepspeed
 # with fsdp fail with one clear message.
@@ -165,6 +167,28 @@ write_config hy_bad.yaml "output_dir: run_hy_bad" "micro_batch_size: 2" "fsdp: [
 "${MPIRUN[@]}" "$SHARDLAB" train hy_bad.yaml > hy_bad.log 2> hy_bad.err
 grep -qF "fsdp_config.hybrid_shard_group_size 3 does not divide the world size 2" hy_bad.err \
   && ok "hybrid group size that does not divide the world fails clearly" || bad "hybrid group 3: $(head -c 300 hy_bad.err)"
+
+# fsdp_cpu_ram_efficient_loading: rank 1 builds the architecture without reading run1's weights and
+# gets rank 0's by broadcast; the first loss of fine-tuning run1 is the same as with every rank reading.
+for flag in true false; do
+  cat > "ft_$flag.yaml" <<YAML
+base_model: run1
+datasets:
+  - path: corpus.jsonl
+    type: completion
+sequence_len: 64
+max_steps: 1
+micro_batch_size: 2
+output_dir: run_ft_$flag
+fsdp: [shard_grad_op, auto_wrap]
+fsdp_config:
+  fsdp_cpu_ram_efficient_loading: $flag
+YAML
+  "${MPIRUN[@]}" "$SHARDLAB" train "ft_$flag.yaml" > "ft_$flag.log" 2> "ft_$flag.err" || bad "fine-tune ($flag): $(tail -3 "ft_$flag.err")"
+done
+a=$(step1_loss run_ft_true); b=$(step1_loss run_ft_false)
+[ -n "$a" ] && [ "$a" = "$b" ] && ok "cpu_ram_efficient_loading: same first loss ($a) with rank 0 alone reading" \
+  || bad "cpu_ram_efficient_loading: '$a' vs '$b'"
 
 # fsdp_state_dict_type SHARDED_STATE_DICT: one shard file per rank; 4 ranks (micro 1: the same
 # global batch) resume the 2-rank checkpoint and reproduce its step 3 (summation order differs).
