@@ -28,7 +28,8 @@ KIND_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd"]
 def subtitle(bench):
     m = bench["machine"]
     return (f"{bench['config']}, world size {bench['world_size']}, {bench['timed_steps']} timed steps after "
-            f"{bench['warmup_steps']} warm-up; {m['cpu_model']} ({m['nproc']} cores)")
+            f"{bench['warmup_steps']} warm-up\n{m['cpu_model']}, {m['nproc']} cores, load average "
+            f"{m['load_before'].split()[0]} before, {m.get('load_after', '?').split()[0]} after")
 
 
 def plot_memory(bench, path):
@@ -55,7 +56,8 @@ def plot_memory(bench, path):
     ax.set_xticklabels([p["preset"] for p in presets])
     ax.tick_params(axis="x", pad=12 if world > 1 else 4)
     ax.set_ylabel("MiB (per-tag peaks over the timed steps, stacked)")
-    ax.set_title("Peak memory per rank by ledger tag\n" + subtitle(bench), fontsize=9)
+    ax.set_title("Peak memory per rank by ledger tag (black: the ZeRO paper's model state)\n" + subtitle(bench),
+                 fontsize=9)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -64,7 +66,7 @@ def plot_memory(bench, path):
 
 def plot_step_time(bench, path):
     presets = bench["presets"]
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.2 * len(presets) + 2), 4.5))
+    fig, ax = plt.subplots(figsize=(max(6.5, 1.2 * len(presets) + 2), 4.8))
     names = [p["preset"] for p in presets]
     medians = [1e3 * p["median_step_seconds"] for p in presets]
     lows = [m - 1e3 * min(p["step_seconds"]) for m, p in zip(medians, presets)]
@@ -96,8 +98,8 @@ def plot_communication(bench, path):
             bottom = [b + x for b, x in zip(bottom, h)]
     vol.set_xticks(range(len(presets)))
     vol.set_xticklabels(names)
-    vol.set_ylabel("MiB per step, rank 0 (left: payload, right hatched: ring wire)")
-    vol.set_title("Communication volume per collective kind", fontsize=9)
+    vol.set_ylabel("MiB per step (rank 0)")
+    vol.set_title("Bytes per collective kind: solid = payload, hatched = ring wire bytes", fontsize=9)
     vol.legend(fontsize=8)
     means = [p["hidden_fraction"] if p["hidden_fraction"] is not None else 0.0 for p in presets]
     hid.bar(names, [100 * m for m in means], color="#55a868")
@@ -105,7 +107,7 @@ def plot_communication(bench, path):
         ranks = [r["hidden_fraction"] for r in p["ranks"] if r["hidden_fraction"] is not None]
         hid.plot([i] * len(ranks), [100 * h for h in ranks], "k.", label="per rank" if i == 0 else None)
     hid.set_ylim(0, 100)
-    hid.set_ylabel("% of collective time hidden behind compute")
+    hid.set_ylabel("% of collective time hidden")
     hid.set_title("Overlap: 1 - blocked in wait() / in flight", fontsize=9)
     hid.legend(fontsize=8)
     hid.tick_params(axis="x", labelrotation=30)

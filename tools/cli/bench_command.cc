@@ -70,6 +70,11 @@ int run_bench(const std::vector<std::string>& argv) {
   SL_CHECK(options.bucket_elements >= 0, "--bucket-elements must not be negative, got ", options.bucket_elements);
   SL_CHECK(options.hybrid_shard_group_size >= 0, "--hybrid-group-size must not be negative, got ",
            options.hybrid_shard_group_size);
+  if (args.has("hybrid-group-size")) {
+    bool hybrid = false;
+    for (const std::string& p : presets) hybrid |= dist::parse_preset(p) == dist::Preset::hybrid_shard;
+    SL_CHECK(hybrid, "--hybrid-group-size applies to fsdp_hybrid_shard, which --presets does not name");
+  }
   const fs::path out_dir = args.get("out", "out/bench");
 
   const config::TrainConfig cfg = config::resolve_auto(config::load_train_config(config_path), config::RuntimeCaps{});

@@ -93,7 +93,7 @@ PresetResult measure_preset(const std::string& preset, const config::TrainConfig
     const int64_t hidden = model->config().hidden_size;
     r.bucket_elements = options.bucket_elements > 0 ? options.bucket_elements : hidden * hidden;
     o.reduce_bucket_size = o.allgather_bucket_size = r.bucket_elements;
-    o.hybrid_shard_group_size = static_cast<int>(options.hybrid_shard_group_size);
+    if (o.preset == dist::Preset::hybrid_shard) o.hybrid_shard_group_size = static_cast<int>(options.hybrid_shard_group_size);
     dist::DataParallelSetup dp =
         dist::make_data_parallel(*model, world, o, precision, optimizer_factory(cfg), loss_scaler_config(cfg));
     // The same batches for every preset: a loader from the same samples, seed and position 0.

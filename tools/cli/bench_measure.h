@@ -54,7 +54,7 @@ struct BenchOptions {
   int64_t warmup_steps = 2;
   int64_t timed_steps = 10;
   int64_t bucket_elements = 0;  // reduce and all-gather bucket size; 0: hidden_size^2 (DeepSpeed "auto")
-  int64_t hybrid_shard_group_size = 0;  // fsdp_hybrid_shard's ranks per shard group; 0: the engine's default
+  int64_t hybrid_shard_group_size = 0;  // fsdp_hybrid_shard's ranks per shard group (that preset only); 0: the engine's default
 };
 
 // Called on rank 0 after every step: preset, step (1-based over warm-up + timed), this rank's seconds.
