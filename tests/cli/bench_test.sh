@@ -117,5 +117,9 @@ if "$SHARDLAB" bench tiny.yaml --presets "" > empty.log 2> empty.err; then bad "
 elif grep -q "presets" empty.err; then ok "empty preset list: $(cat empty.err)"
 else bad "empty preset list message: $(cat empty.err)"; fi
 
+if "$SHARDLAB" bench tiny.yaml --presets ddp --hybrid-group-size 2 > hyb.log 2> hyb.err; then bad "--hybrid-group-size without fsdp_hybrid_shard succeeded"
+elif grep -q "fsdp_hybrid_shard" hyb.err; then ok "stray --hybrid-group-size: $(cat hyb.err)"
+else bad "stray --hybrid-group-size message: $(cat hyb.err)"; fi
+
 echo "bench_test: $passed passed, $failed failed"
 [ "$failed" = 0 ]
