@@ -90,8 +90,9 @@ struct StepPlan {
 // The plan of every preset as DataParallelEngine and the Trainer run it: the Trainer's host-scalar
 // all-reduces (token counts, loss, overflow flag, ZeRO's norm) come from its calls into the engine
 // (sum_across_ranks, unscale_gradients, clip_grad_norm) and are skipped on one rank, as the engine
-// skips them. zero3 / hybrid_shard need input.model; their step is planned without activation
-// checkpointing (which gathers each layer once more for its recompute).
+// skips them. zero3 / hybrid_shard need input.model. Activation checkpointing changes no collective
+// (a layer's recompute runs inside its backward, on the parameters gathered for it); gradient
+// accumulation repeats the ZeRO-3 gathers and reduce-scatters per micro batch (not planned here).
 StepPlan plan_step(const StepPlanInput& input);
 
 // Calls and payload bytes per collective kind over `phases` (indexed by CollectiveKind): the

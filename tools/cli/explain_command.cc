@@ -132,8 +132,10 @@ int run_explain(const std::vector<std::string>& argv) {
   }
   std::printf("\nonce, when the engine is built:");
   print_phases(plan.setup, static_cast<int>(world));
-  std::printf("\nevery optimizer step (one micro batch per rank; with gradient accumulation the earlier micro "
-              "batches only accumulate, without communication):");
+  std::printf("\nevery optimizer step (one micro batch per rank; with gradient accumulation %s):",
+              dist::shards_parameters(preset) ? "the forward and backward gathers and reduce-scatters repeat for every "
+                                                "micro batch"
+                                              : "the earlier micro batches only accumulate, without communication");
   print_phases(plan.step, static_cast<int>(world));
   print_totals(plan.setup, "collectives when the engine is built:");
   print_totals(plan.step, "collectives per step (what the communication ledger counts):");

@@ -3,7 +3,7 @@
 // planned collectives (kind, calls, payload and ring wire bytes) equal the communication ledger of
 // building the engine and of one real Trainer step on a tiny Llama: ddp/zero1/zero2 with overlap on
 // and off, f32 and bf16; zero3 with decoder-layer and per-parameter units (with persistent small
-// parameters); hybrid with every group size that divides the world.
+// parameters) and with activation checkpointing; hybrid with every group size that divides the world.
 #include <gtest/gtest.h>
 
 #include "distributed/step_plan.h"
@@ -37,6 +37,7 @@ struct Case {
   WrapPolicy wrap = WrapPolicy::decoder_layer;
   int64_t persistence = 0;
   int hybrid_group = 0;
+  bool checkpointing = false;
 };
 
 void check_case(ProcessGroup& group, const Case& c) {
@@ -45,6 +46,7 @@ void check_case(ProcessGroup& group, const Case& c) {
                            std::to_string(c.persistence) + " group " + std::to_string(c.hybrid_group);
   models::LlamaForCausalLM model(train::tiny(), 21);
   model.to(c.dtype);
+  model.set_gradient_checkpointing(c.checkpointing);
   DataParallelOptions o;
   o.preset = c.preset;
   o.reduce_bucket_size = 600;     // several buckets for the ~3.6k-parameter model
@@ -94,6 +96,7 @@ TEST(ExplainRanks, ShardedUnitsPlanEqualsTheLedgerOfARealStep) {
     check_case(world(), {Preset::zero3, d, true});
     check_case(world(), {Preset::zero3, d, true, WrapPolicy::per_parameter, 20});  // norms (16) stay whole
   }
+  check_case(world(), {Preset::zero3, DType::f32, true, WrapPolicy::decoder_layer, 0, 0, true});
   for (int g = 1; g <= world().size(); ++g)
     if (world().size() % g == 0) check_case(world(), {Preset::hybrid_shard, DType::f32, true, WrapPolicy::decoder_layer, 0, g});
 }
