@@ -13,6 +13,15 @@
 
 namespace shardlab::train {
 
+// FULL_STATE_DICT's per-rank state: the engine's layout as trainer_state.json records it (preset,
+// world size, bucket size), and each rank's optimizer state + fp32 master shard
+// (optimizer-rank-R.safetensors) and data position (data-rank-R.json). Loading checks the layout.
+json::Value data_parallel_json(const dist::DataParallelEngine& engine);
+void save_rank_state(const std::filesystem::path& dir, const nn::Optimizer& optimizer,
+                     const dist::DataParallelEngine& engine, const BatchStream& data);
+void load_rank_state(const std::filesystem::path& dir, json::Ref trainer_state, nn::Optimizer& optimizer,
+                     dist::DataParallelEngine& engine, BatchStream& data);
+
 // FULL_STATE_DICT's model: config.json + model.safetensors in `dtype` into `dir` on rank 0. With an
 // engine (collective) the trained parameters are gathered onto rank 0 one bucket at a time
 // (dist::gather_full_parameters); frozen ones come from rank 0's model.

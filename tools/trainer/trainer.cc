@@ -13,8 +13,8 @@
 #include "core/atomic_file.h"
 #include "core/safetensors.h"
 #include "core/trace.h"
-#include "models/llama_io.h"
 #include "distributed/sharded_checkpoint.h"
+#include "models/llama_io.h"
 #include "tools/trainer/checkpoint_io.h"
 
 namespace shardlab::train {
@@ -49,49 +49,6 @@ json::Value stats_json(const StepStats& s) {
   return v;
 }
 
-// NOTE [data-parallel checkpoints]: each rank owns a different optimizer shard (and fp32 master
-// shard) and reads different data, so each writes its own files; the model (replicated) and the
-// trainer state (global figures) come from rank 0. A resume checks the layout it was saved with.
-std::string rank_file(const char* stem, int rank, const char* ext) {
-  return std::string(stem) + "-rank-" + std::to_string(rank) + ext;
-}
-
-json::Value data_parallel_json(const dist::DataParallelEngine& engine) {
-  json::Value v = json::Value::object();
-  v.set("preset", std::string(dist::preset_name(engine.preset())));
-  v.set("world_size", static_cast<int64_t>(engine.group().size()));
-  v.set("reduce_bucket_size", engine.options().reduce_bucket_size);
-  return v;
-}
-
-void save_rank_state(const fs::path& dir, const nn::Optimizer& optimizer, const dist::DataParallelEngine& engine,
-                     const BatchStream& data) {
-  const int rank = engine.group().rank();
-  std::vector<std::pair<std::string, Tensor>> tensors;
-  for (auto& [name, t] : optimizer.state_dict()) tensors.emplace_back(name, t);
-  for (auto& [name, t] : engine.master_state()) tensors.emplace_back(name, t);
-  save_safetensors((dir / rank_file("optimizer", rank, ".safetensors")).string(), tensors);
-  write_file_atomic((dir / rank_file("data", rank, ".json")).string(), json::dump_pretty(data.state()) + "\n");
-}
-
-void load_rank_state(const fs::path& dir, json::Ref trainer_state, nn::Optimizer& optimizer,
-                     dist::DataParallelEngine& engine, BatchStream& data) {
-  const json::Value saved = trainer_state["data_parallel"].value();
-  const json::Value now = data_parallel_json(engine);
-  SL_CHECK(json::dump(saved) == json::dump(now), "resume: ", dir.string(), " was saved with data-parallel layout ",
-           json::dump(saved), " but this run has ", json::dump(now), "; resume with the same preset, world size and ",
-           "reduce_bucket_size");
-  const int rank = engine.group().rank();
-  const fs::path shard = dir / rank_file("optimizer", rank, ".safetensors");
-  SL_CHECK(fs::exists(shard), "resume: ", shard.string(), " is missing");
-  SafetensorsFile file = SafetensorsFile::open(shard.string());
-  nn::NamedTensors optimizer_state, masters;
-  for (const std::string& name : file.names())
-    (name.rfind("master.", 0) == 0 ? masters : optimizer_state).emplace_back(name, file.get(name));
-  optimizer.load_state_dict(optimizer_state);
-  engine.load_master_state(masters);
-  data.restore(json::parse_file((dir / rank_file("data", rank, ".json")).string()));
-}
 }  // namespace
 
 Trainer::Trainer(models::LlamaForCausalLM& model, nn::Optimizer& optimizer, BatchStream& data, TrainerOptions options,
