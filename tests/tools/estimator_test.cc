@@ -81,6 +81,25 @@ TEST(StepTimeModel, GroupsBeyondANodeUseTheInterNodeLink) {
   EXPECT_DOUBLE_EQ(link_for_group(c, 8).latency_s, 5e-6);
 }
 
+// A sweep laid out exactly on alpha = 75 us, beta = 2 GB/s (2 ranks: t = 2 alpha + x / beta) gives
+// them back; a sweep whose largest size is 30% slow still yields the small-size latency within 5%
+// (a plain least-squares fit follows the largest time: its intercept comes out at -249 us).
+TEST(StepTimeModel, CalibrationFitsOnRelativeError) {
+  std::vector<double> xs, ts;
+  for (double bytes = 4096; bytes <= 64.0 * (1 << 20); bytes *= 4) {
+    xs.push_back(bytes);
+    ts.push_back(150e-6 + bytes / 2e9);
+  }
+  const LinearFit exact = fit_relative(xs, ts);
+  EXPECT_NEAR(exact.intercept, 150e-6, 1e-12);
+  EXPECT_NEAR(1.0 / exact.slope, 2e9, 1e-3);
+  ts.back() *= 1.3;
+  const LinearFit skewed = fit_relative(xs, ts);
+  EXPECT_NEAR(skewed.intercept, 150e-6, 7.5e-6);
+  EXPECT_THROW(fit_relative({1.0}, {1.0}), Error);
+  EXPECT_THROW(fit_relative({1.0, 1.0}, {1.0, 2.0}), Error);
+}
+
 void expect_error(const std::string& yaml, const std::string& needle) {
   try {
     parse_cluster_yaml(yaml, "bad.yaml");

@@ -35,7 +35,9 @@ double time_all_reduce(dist::ProcessGroup& world, int64_t bytes, int reps) {
   return slowest.to_double_vector()[0];
 }
 
-// Least-squares fit of t = 2(n-1) alpha + 2(n-1)/n * bytes / beta over the sweep.
+// Fit of t = 2(n-1) alpha + 2(n-1)/n * bytes / beta over the sweep, least squares on the RELATIVE
+// error (weights 1/t^2): the sizes span 4 KiB..64 MiB, so a plain fit is decided by the largest,
+// noisiest times and can leave the small-message latency negative or the bandwidth off by 10x.
 int calibrate_comm(int reps) {
   const std::shared_ptr<dist::ProcessGroup> world = dist::init_process_group();
   const int n = world->size();
@@ -46,14 +48,15 @@ int calibrate_comm(int reps) {
     ys.push_back(time_all_reduce(*world, bytes, reps));
     if (world->rank() == 0) std::printf("all_reduce %10ld B  %10.1f us\n", static_cast<long>(bytes), ys.back() * 1e6);
   }
-  const double m = static_cast<double>(xs.size());
-  double sx = 0, sy = 0, sxx = 0, sxy = 0;
-  for (size_t i = 0; i < xs.size(); ++i) {
-    sx += xs[i], sy += ys[i], sxx += xs[i] * xs[i], sxy += xs[i] * ys[i];
+  const estimate::LinearFit fit = estimate::fit_relative(xs, ys);
+  const double slope = fit.slope, intercept = fit.intercept;
+  if (world->rank() == 0) {
+    for (size_t i = 0; i < xs.size(); ++i)
+      std::printf("# fitted %10.0f wire B  %10.1f us  (measured %10.1f us, %+5.1f%%)\n", xs[i],
+                  (intercept + slope * xs[i]) * 1e6, ys[i] * 1e6, 100 * ((intercept + slope * xs[i]) / ys[i] - 1));
   }
-  const double slope = (m * sxy - sx * sy) / (m * sxx - sx * sx), intercept = (sy - slope * sx) / m;
   if (world->rank() == 0)
-    std::printf("# fit over %d ranks: latency_us %.2f  bandwidth_GBps %.3f  (alpha = intercept / 2(n-1), beta = 1 / slope)\n",
+    std::printf("# fit over %d ranks: latency_us %.2f  bandwidth_GBps %.3f  (alpha = intercept / 2(n-1), beta = 1 / slope; fit on relative error)\n",
                 n, std::max(0.0, intercept) / (2.0 * (n - 1)) * 1e6, 1.0 / slope / 1e9);
   return 0;
 }

@@ -50,9 +50,22 @@ ActivationEstimate estimate_activations(const EstimateSetup& setup) {
                            "k_rope, v; gate, up, act; A(x) per adapter; 2 rstd + lse in f32");
   // Position t predicts t+1: the (B, T-1, V) logits are copied out of the (B, T, V) logits and saved by
   // cross-entropy (with its lse); the final norm saves x_L (+ rstd), lm_head its input; embedding and
-  // cross-entropy save the token ids and targets (i64).
-  a.saved_head = term("head saved", BT * (2 * H * s + f32 + 16) + B * (T - 1) * (V + 1) * s,
-                      "BT*(2H*s + 4 + 16) + B(T-1)(V+1)*s: x_L, final norm output, rstd, ids, targets; shifted logits + lse");
+  // cross-entropy save the token ids and targets (i64). With adapters the embedding, lm_head and norms
+  // are frozen: the embedding records nothing (no ids) and lm_head's matmul, needing no weight
+  // gradient, saves only its weight (autograd/matmul.cc, embedding.cc).
+  const bool frozen_base = setup.adapter != AdapterKind::none;
+  a.saved_head = frozen_base
+                     ? term("head saved", BT * (H * s + f32 + 8) + B * (T - 1) * (V + 1) * s,
+                            "BT*(H*s + 4 + 8) + B(T-1)(V+1)*s: x_L, rstd, targets; shifted logits + lse (frozen "
+                            "embedding and lm_head save no ids and no lm_head input)")
+                     : term("head saved", BT * (2 * H * s + f32 + 16) + B * (T - 1) * (V + 1) * s,
+                            "BT*(2H*s + 4 + 16) + B(T-1)(V+1)*s: x_L, final norm output, rstd, ids, targets; shifted "
+                            "logits + lse");
+  // With a frozen embedding the first layer's input needs no gradient, so its input_layernorm (frozen
+  // weight too) records nothing: x and rstd of layer 0 are not saved.
+  const double unsaved_first_input = frozen_base ? term("layer 0 input not saved", BT * (H * s + f32),
+                                                        "BT*(H*s + 4): frozen embedding -> rms_norm records nothing")
+                                                 : 0.0;
   // Backward transients over the saved set:
   //   head: the full (B, T, V) logits next to the shifted copy (forward), or dlogits next to it (backward)
   //   layer: in the last layer's swiglu backward, dy (H) + d_gate and d_up (2I) are live while
@@ -60,9 +73,9 @@ ActivationEstimate estimate_activations(const EstimateSetup& setup) {
   const double head_transient = term("head transient", BT * V * s, "BT*V*s: full logits (or their gradient)");
   const double layer_transient = term("layer transient", BT * (H + 2 * I) * s, "BT*(H + 2I)*s: dy, d_gate, d_up");
   if (!setup.gradient_checkpointing) {
-    a.saved_total = L * a.saved_per_layer + a.saved_head;
+    a.saved_total = L * a.saved_per_layer - unsaved_first_input + a.saved_head;
     a.peak = std::max(a.saved_total + head_transient, a.saved_total - a.saved_head + layer_transient);
-    term("peak", a.peak, "max(L*layer + head + head transient, L*layer + layer transient)");
+    term("peak", a.peak, "max(L*layer (- layer 0 input) + head + head transient, L*layer + layer transient)");
   } else {
     // Checkpointing saves each layer's input only; backward recomputes one layer at a time, while the
     // outer engine holds the gradient reaching that layer's output (one more BT*H).

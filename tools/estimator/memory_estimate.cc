@@ -28,6 +28,36 @@ bool targets(const EstimateSetup& s, const char* proj) {
   return s.lora_targets.empty() || std::find(s.lora_targets.begin(), s.lora_targets.end(), proj) != s.lora_targets.end();
 }
 
+// NOTE [checkpointed input gradients]: autograd/checkpoint.cc runs each layer's backward against a
+// detached copy of its input and returns that input's .grad, which AccumulateGrad (autograd/node.cc)
+// allocates under the gradient tag. So during layer l's backward the gradient tag also holds the
+// gradient arriving at its output (from layer l+1's checkpoint, for l < L-1) and, at its end, its
+// input's gradient (unless the input needs none: layer 0 under a frozen embedding), BTH*s each.
+// Without an engine the other gradients stay (in the compute dtype: masters take them over only after
+// backward), so the tag peaks at the end of layer 0's backward (full: every gradient but the
+// embedding's) or of layer 1's (adapters: all but layer 0's).
+struct CheckpointGradients {
+  double input_grads = 0;        // most input gradients alive at once, bytes
+  double before_last_grads = 0;  // one rank: the gradient tag at that moment
+};
+CheckpointGradients checkpoint_gradients(const EstimateSetup& setup, const ParameterCounts& n) {
+  CheckpointGradients c;
+  if (!setup.gradient_checkpointing) return c;
+  const models::LlamaConfig& m = setup.model;
+  const double s = compute_bytes(setup.precision), L = m.num_hidden_layers;
+  const double bth = static_cast<double>(setup.micro_batch_size) * setup.sequence_len * m.hidden_size * s;
+  if (setup.adapter == AdapterKind::none) {
+    c.input_grads = std::min(L, 2.0) * bth;
+    c.before_last_grads = (n.trained - static_cast<double>(m.vocab_size) * m.hidden_size) * s + c.input_grads;
+  } else {
+    const double at_layer0 = L >= 2 ? n.trained * s + bth : 0;
+    const double at_layer1 = L >= 3 ? (n.trained - n.largest_layer) * s + 2 * bth : 0;
+    c.input_grads = (L >= 3 ? 2 : L >= 2 ? 1 : 0) * bth;
+    c.before_last_grads = std::max(at_layer0, at_layer1);
+  }
+  return c;
+}
+
 }  // namespace
 
 ParameterCounts count_parameters(const EstimateSetup& setup) {
@@ -103,18 +133,31 @@ MemoryEstimate estimate_memory(const EstimateSetup& setup) {
 
   // Gradients in the reduce dtype (the parameters'), then f32 master gradients of the own shard.
   const double opt_share = plan.shard_optimizer_state && engine ? G : 1;
+  const CheckpointGradients ckpt = checkpoint_gradients(setup, n);
   if (!engine) {
     // The 16-bit gradients are handed one by one to f32 master gradients: 4 psi plus the largest
     // 16-bit gradient still waiting.
-    add(MemTag::gradient, "gradients", masters ? psi * 4 + n.largest_tensor * s : psi * s,
-        masters ? "psi*4 + largest trained tensor*s" : "psi*4");
+    const double done = masters ? psi * 4 + n.largest_tensor * s : psi * s;
+    if (ckpt.before_last_grads > 0 && ckpt.before_last_grads > done)
+      add(MemTag::gradient, "gradients (checkpointing peak)", ckpt.before_last_grads,
+          "checkpointed layer's input gradients (BTH*s each) + the gradients done by then");
+    else add(MemTag::gradient, "gradients", done, masters ? "psi*4 + largest trained tensor*s" : "psi*4");
   } else {
     const double grads = psi * s / (plan.shard_gradients ? G : 1);
     add(MemTag::gradient, "gradient buckets", grads, plan.shard_gradients ? "psi*s/G" : "psi*s");
-    if (masters) {
-      if (setup.offload_optimizer) to_cpu("master gradients", psi * 4 / opt_share, "psi*4/shards");
-      else add(MemTag::gradient, "master gradients", psi * 4 / opt_share, "psi*4/shards (f32 copy of the own shard)");
-    }
+    // During backward each parameter's full-size .grad lives until it is copied into its bucket (ZeRO-3:
+    // until its unit's reduce-scatter; the root unit reduces last, after the embedding, so the lm_head
+    // and norm gradients wait next to one layer unit's); the f32 master gradients of the own shard
+    // exist only from the optimizer step on, when those are gone: the tag holds the larger of the two.
+    const double embedding = setup.adapter == AdapterKind::none ? static_cast<double>(setup.model.vocab_size) * setup.model.hidden_size : 0;
+    const double in_flight = std::max(ckpt.input_grads, plan.shard_parameters
+                                                            ? (n.largest_layer + std::max(0.0, n.root_unit - embedding)) * s
+                                                            : n.largest_tensor * s);
+    const double master_grads = masters && !setup.offload_optimizer ? psi * 4 / opt_share : 0;
+    if (masters && setup.offload_optimizer) to_cpu("master gradients", psi * 4 / opt_share, "psi*4/shards");
+    if (master_grads >= in_flight) add(MemTag::gradient, "master gradients", master_grads, "psi*4/shards (f32 copy of the own shard)");
+    else add(MemTag::gradient, "gradients in flight", in_flight,
+             plan.shard_parameters ? "(layer unit + root unit - embedding)*s" : "max(largest trained tensor*s, checkpointed input gradients)");
   }
 
   // Optimizer state: K bytes per trained parameter (AdamW 8, 8-bit 2+8/256, SGD 0; +4 masters).

@@ -28,6 +28,20 @@ double ring_seconds(dist::CollectiveKind kind, double bytes, int n, const Link& 
   return 0.0;
 }
 
+LinearFit fit_relative(const std::vector<double>& xs, const std::vector<double>& ts) {
+  SL_CHECK(xs.size() == ts.size() && xs.size() >= 2, "fit_relative: needs at least 2 points of (x, t), got ",
+           xs.size(), " x and ", ts.size(), " t");
+  double sw = 0, sx = 0, sy = 0, sxx = 0, sxy = 0;
+  for (size_t i = 0; i < xs.size(); ++i) {
+    SL_CHECK(ts[i] > 0, "fit_relative: time ", ts[i], " at x = ", xs[i], " must be positive");
+    const double w = 1.0 / (ts[i] * ts[i]);
+    sw += w, sx += w * xs[i], sy += w * ts[i], sxx += w * xs[i] * xs[i], sxy += w * xs[i] * ts[i];
+  }
+  const double det = sw * sxx - sx * sx;
+  SL_CHECK(det > 0, "fit_relative: every x is the same (", xs[0], ")");
+  return {(sxx * sy - sx * sxy) / det, (sw * sxy - sx * sy) / det};
+}
+
 const Link& link_for_group(const ClusterConfig& cluster, int n) {
   if (n <= cluster.gpus_per_node) return cluster.intra_node;
   SL_CHECK(cluster.inter_node.bandwidth_Bps > 0, cluster.name, ": a group of ", n, " ranks spans nodes of ",

@@ -18,6 +18,14 @@ namespace shardlab::estimate {
 //   broadcast        (n-1) alpha +            bytes / beta   (pipelined ring)
 double ring_seconds(dist::CollectiveKind kind, double bytes, int n, const Link& link);
 
+// t = intercept + slope * x fitted to measured (x, t) by least squares on the relative error, i.e.
+// weights 1/t^2, so every message size counts alike (used by `simulate --calibrate-comm`).
+struct LinearFit {
+  double intercept = 0;
+  double slope = 0;
+};
+LinearFit fit_relative(const std::vector<double>& xs, const std::vector<double>& ts);
+
 // The link a group of n consecutive ranks crosses: the intra-node one when it fits in a node.
 const Link& link_for_group(const ClusterConfig& cluster, int n);
 
