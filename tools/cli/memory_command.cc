@@ -74,7 +74,8 @@ int run_memory(const std::vector<std::string>& argv) {
   std::printf("\nfull fine-tuning vs LoRA vs QLoRA (r=8, alpha=16, every decoder projection; QLoRA's projections in"
               " NF4), measured the same way\n%s",
               memory_table(adapters).c_str());
-  rows.insert(rows.end(), adapters.begin() + 1, adapters.end());
+  for (const MemoryMeasurement& m : adapters)  // the full fine-tuning ones are rows already
+    if (m.variant.trained != TrainedPart::full) rows.push_back(m);
   std::printf("\n%s", estimate_vs_measured_table(mc, rows, opt).c_str());
   return 0;
 }
