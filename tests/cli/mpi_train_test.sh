@@ -124,6 +124,17 @@ if ! "$SHARDLAB" train both.yaml > both.log 2> both.err && grep -qF "deepspeed a
   ok "deepspeed with fsdp fails clearly"
 else bad "deepspeed with fsdp: $(head -c 400 both.err)"; fi
 
+# FSDP units are decoder layers: no auto_wrap (FSDP1) and SIZE_BASED_WRAP are errors for full_shard.
+write_config nowrap.yaml "output_dir: run_nowrap" "fsdp: [full_shard]"
+if ! "$SHARDLAB" train nowrap.yaml > nowrap.log 2> nowrap.err && grep -qF "fsdp FULL_SHARD without auto_wrap would make the whole model one unit" nowrap.err; then
+  ok "full_shard without auto_wrap fails clearly"
+else bad "full_shard without auto_wrap: $(head -c 300 nowrap.err)"; fi
+write_config sizewrap.yaml "output_dir: run_sizewrap" "fsdp: [full_shard, auto_wrap]" "fsdp_config:" \
+  "  fsdp_auto_wrap_policy: SIZE_BASED_WRAP" "  fsdp_min_num_params: 1000"
+if ! "$SHARDLAB" train sizewrap.yaml > sizewrap.log 2> sizewrap.err && grep -qF "SIZE_BASED_WRAP with FULL_SHARD is not supported" sizewrap.err; then
+  ok "SIZE_BASED_WRAP fails clearly"
+else bad "SIZE_BASED_WRAP: $(head -c 300 sizewrap.err)"; fi
+
 # 4. Axolotl's FSDP keys: the strategy picks the preset, and the step-1 loss equals one process's
 # (2 ranks x micro 2, 4 ranks x micro 1 = one process x micro 4).
 fsdp_run() {  # fsdp_run NAME NP MICRO PRESET_WORD "fsdp yaml line" [more yaml lines...]
