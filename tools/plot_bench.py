@@ -35,7 +35,7 @@ def subtitle(bench):
 def plot_memory(bench, path):
     presets = bench["presets"]
     world = bench["world_size"]
-    fig, ax = plt.subplots(figsize=(max(7.0, 0.9 * len(presets) * world + 4), 5))
+    fig, ax = plt.subplots(figsize=(max(7.0, min(14.0, 0.55 * len(presets) * world + 4)), 5))
     width = 0.8 / world
     for p_index, p in enumerate(presets):
         theory = p["model_state_theory_bytes"]["total"] / MIB
@@ -92,6 +92,8 @@ def plot_communication(bench, path):
         bottom = [0.0] * len(presets)
         for kind, color in zip(KINDS, KIND_COLORS):
             h = [p["ranks"][0]["collectives_per_step"][kind][field] / MIB for p in presets]
+            if not any(h):
+                continue  # a kind no preset used (broadcast happens only when the engine is built)
             label = kind if field == "payload_bytes" else None
             vol.bar([i + offset for i in range(len(presets))], h, width * 0.95, bottom=bottom, color=color,
                     hatch=hatch, edgecolor="white", label=label)
