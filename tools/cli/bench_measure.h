@@ -60,9 +60,9 @@ struct BenchOptions {
 // Called on rank 0 after every step: preset, step (1-based over warm-up + timed), this rank's seconds.
 using ProgressFn = std::function<void(const std::string& preset, int64_t step, double seconds)>;
 
-// Runs `preset` on every rank of `world` (collective) and returns the gathered figures (complete
-// on rank 0; other ranks get their own row only). Everything it builds is freed before it returns,
-// so the next preset starts from the same memory baseline.
+// Runs `preset` on every rank of `world` (collective) and returns every rank's figures, gathered
+// (the same on every rank). Everything it builds is freed before it returns, so the next preset
+// starts from the same memory baseline.
 PresetResult measure_preset(const std::string& preset, const config::TrainConfig& cfg, const std::string& config_path,
                             const models::Tokenizer& tokenizer, const std::vector<models::Sample>& train_samples,
                             dist::ProcessGroup& world, const BenchOptions& options, const ProgressFn& progress);
