@@ -8,6 +8,7 @@ PACKAGES=(
   libeigen3-dev libabsl-dev libyaml-cpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libopenmpi-dev openmpi-bin
+  python3-matplotlib  # tools/plot_bench.py and the loss plots (the bench test renders its charts)
   clang libclang-rt-14-dev libomp-14-dev  # libFuzzer builds (clang -fsanitize=fuzzer, OpenMP)
 )
 
