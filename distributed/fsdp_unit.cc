@@ -42,8 +42,10 @@ ShardedUnits::ShardedUnits(nn::Module& model, ProcessGroup& world, const DataPar
 
 ShardedUnits::~ShardedUnits() {
   alive_.reset();
-  for (HookPoint& h : hooks_) h.module->remove_forward_pre_post_hook(h.pre_handle),
-      h.module->remove_forward_pre_post_hook(h.post_handle);
+  for (HookPoint& h : hooks_) {
+    h.module->remove_forward_pre_post_hook(h.pre_handle);
+    h.module->remove_forward_pre_post_hook(h.post_handle);
+  }
   // Never free a buffer a collective still writes; a destructor must not throw.
   for (auto& u : units_)
     for (WorkHandle* w : {&u->gather_work, &u->reduce_work})

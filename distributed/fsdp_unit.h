@@ -29,7 +29,9 @@
 //  - Hybrid: gathers and reduce-scatters in the shard group (consecutive hybrid_shard_group_size
 //    ranks); wait_for_gradients all-reduces the gradient shards across the replicate group.
 //  - Every collective is issued from the compute thread in program order, identical on all ranks;
-//    only waiting depends on completion.
+//    only waiting depends on completion. Callers must keep it so: gather_all() is collective.
+//  - The model outlives the engine only as shards: once the engine is gone its trained parameters
+//    keep pointing at released unit buffers (gather_all() first to keep a whole model).
 #pragma once
 
 #include <deque>
