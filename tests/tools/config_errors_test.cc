@@ -5,42 +5,19 @@
 #include <string>
 
 #include "core/error.h"
+#include "tests/tools/config_test_util.h"
 #include "tools/config/config_keys.h"
 #include "tools/config/train_config.h"
 
 namespace shardlab::config {
 namespace {
 
-std::string config_path(const std::string& name) {
-  return std::string(SHARDLAB_SOURCE_DIR) + "/tests/data/configs/" + name;
-}
-
 // Four lines of a valid config; extra keys appended to it start on line 5.
 const std::string kBase = "base_model: m\ndatasets:\n  - path: d.jsonl\n    type: alpaca\n";
-
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
 
 std::string file_error(const std::string& name) {
   return error_of([&] { load_train_config(config_path(name)); });
 }
-std::string text_error(const std::string& yaml) {
-  return error_of([&] { parse_train_config(yaml, "inline.yaml"); });
-}
-
-#define EXPECT_CONTAINS(text, part)                                              \
-  do {                                                                           \
-    const std::string text_ = (text);                                            \
-    EXPECT_NE(text_.find(part), std::string::npos) << "got: " << text_;          \
-    EXPECT_EQ(text_.find('\n'), std::string::npos) << "not one line: " << text_; \
-  } while (0)
 
 TEST(TrainConfigErrors, MissingFileNamesThePath) {
   EXPECT_CONTAINS(error_of([] { load_train_config("/nonexistent/run.yaml"); }),

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "core/error.h"
+#include "tests/tools/config_test_util.h"
 #include "tools/config/deepspeed_config.h"
 #include "tools/config/train_config.h"
 
@@ -41,15 +42,6 @@ TrainConfig with_zero(const std::string& zero_block) {
   return with_ds(write_json(R"({"zero_optimization": )" + zero_block + "}"));
 }
 
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
 std::string zero_error(const std::string& zero_block) {
   return error_of([&] { with_zero(zero_block); });
 }

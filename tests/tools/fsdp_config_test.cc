@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "core/error.h"
+#include "tests/tools/config_test_util.h"
 #include "tools/config/deepspeed_config.h"
 #include "tools/config/train_config.h"
 
@@ -18,15 +19,6 @@ const std::string kBase = "base_model: m\ndatasets:\n  - path: d.jsonl\n    type
 
 TrainConfig parse(const std::string& extra) { return parse_train_config(kBase + extra, "f.yaml"); }
 
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
 std::string parse_error(const std::string& extra) {
   return error_of([&] { parse(extra); });
 }
