@@ -5,24 +5,12 @@
 
 #include <cstdio>
 
+#include "tests/tools/estimator_test_model.h"
 #include "tools/cli/memory_measure.h"
 
 namespace shardlab::cli {
 namespace {
 
-// Small enough to run in well under a second per variant, large enough that the activation terms
-// (B*T*H, B*T*V) dominate per-tensor rounding: hidden 64, 2 layers, batch 2 x 64.
-models::LlamaConfig small() {
-  models::LlamaConfig c;
-  c.vocab_size = 200;  // V*H (the embedding gradient) below 2*B*T*H (two checkpointed input gradients)
-  c.hidden_size = 64;
-  c.intermediate_size = 172;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.max_position_embeddings = 64;
-  return c;
-}
 
 constexpr MemTag kMajor[] = {MemTag::parameter, MemTag::gradient, MemTag::optimizer_state, MemTag::activation};
 
@@ -31,8 +19,9 @@ void expect_within_10_percent(const MemoryVariant& v) {
   o.micro_batch_size = 2;
   o.sequence_len = 64;
   o.seed = 5;
-  const MemoryMeasurement m = measure_training_step(small(), v, o);
-  const estimate::MemoryEstimate e = estimate::estimate_memory(estimate_setup_of(small(), v, o));
+  const models::LlamaConfig model = estimate::estimator_test_model();
+  const MemoryMeasurement m = measure_training_step(model, v, o);
+  const estimate::MemoryEstimate e = estimate::estimate_memory(estimate_setup_of(model, v, o));
   std::printf("%-28s", v.name().c_str());
   for (MemTag t : kMajor)
     std::printf(" %s %+6.2f%% (%.0f / %ld)", mem_tag_name(t), 100 * estimate_error(e, m, t), e.of(t),

@@ -9,24 +9,13 @@
 
 #include "distributed/data_parallel_setup.h"
 #include "tests/distributed/mpi_ranks/mpi_test_world.h"
+#include "tests/tools/estimator_test_model.h"
 #include "tools/estimator/memory_estimate.h"
 #include "tools/trainer/trainer.h"
 
 namespace shardlab::dist::testing {
 namespace {
 
-// hidden 64, 2 layers, batch 2 x 64 per rank: fast, with activations well above per-tensor rounding.
-models::LlamaConfig small() {
-  models::LlamaConfig c;
-  c.vocab_size = 200;  // V*H (the embedding gradient) below 2*B*T*H (two checkpointed input gradients)
-  c.hidden_size = 64;
-  c.intermediate_size = 172;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.max_position_embeddings = 64;
-  return c;
-}
 constexpr int64_t kBatch = 2, kSeq = 64;
 
 // Random token ids, different per rank (labels = inputs; the model shifts them).
@@ -60,7 +49,7 @@ std::array<int64_t, kNumMemTags> measure(ProcessGroup& group, const Case& c, con
   const DeviceMemory before = ledger.snapshot(Device::cpu());
   DeviceMemory after;
   {
-    models::LlamaForCausalLM model(small(), 7);
+    models::LlamaForCausalLM model(estimate::estimator_test_model(), 7);
     if (c.bf16) model.to(DType::bf16);
     model.set_gradient_checkpointing(c.checkpointing);
     DataParallelOptions o;
@@ -71,7 +60,7 @@ std::array<int64_t, kNumMemTags> measure(ProcessGroup& group, const Case& c, con
     DataParallelSetup dp = make_data_parallel(model, group, o, precision, [](std::vector<Tensor> p) {
       return std::make_unique<nn::AdamW>(std::move(p), 1e-3);
     });
-    RankTokens data(small().vocab_size, group.rank());
+    RankTokens data(estimate::estimator_test_model().vocab_size, group.rank());
     train::TrainerOptions to;
     to.max_steps = 2;
     to.max_grad_norm = 1.0;
@@ -91,7 +80,7 @@ std::array<int64_t, kNumMemTags> measure(ProcessGroup& group, const Case& c, con
 
 void check(ProcessGroup& group, const Case& c) {
   estimate::EstimateSetup s;
-  s.model = small();
+  s.model = estimate::estimator_test_model();
   s.precision = c.bf16 ? estimate::Precision::bf16_masters : estimate::Precision::f32;
   s.gradient_checkpointing = c.checkpointing;
   s.micro_batch_size = kBatch;
