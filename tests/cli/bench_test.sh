@@ -8,35 +8,16 @@
 # the only difference, well under 1% here). With --warmup 0 the first timed step of every preset
 # starts from the same seeded weights on the same rows, so only the order in which per-rank
 # token-loss sums are added differs: |a - b| <= 1e-5 x max(1, |b|), as in mpi_train_test.sh.
-set -uo pipefail
-SHARDLAB=$(realpath "$1")
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
-cd "$WORK"
-MPIRUN=(mpirun --oversubscribe --allow-run-as-root -np 2 -x OMP_NUM_THREADS=1)
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); echo "ok: $1"; }
-bad() { failed=$((failed + 1)); echo "FAIL: $1"; }
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-head -n 64 "$ROOT/configs/data/tinyworld.jsonl" > corpus.jsonl
-cat > tiny.yaml <<YAML
-model_config:
-  hidden_size: 32
-  intermediate_size: 64
-  num_hidden_layers: 2
-  num_attention_heads: 4
-  num_key_value_heads: 2
-  max_position_embeddings: 64
-tokenizer: byte
-datasets:
-  - path: corpus.jsonl
-    type: completion
+tiny_corpus 64
+{ tiny_config 64
+  cat <<YAML
 sequence_len: 64
 micro_batch_size: 2
 learning_rate: 0.005
 YAML
+} > tiny.yaml
 
 # 1. Two ranks, three presets (replicated, sharded gradients, sharded parameters), two timed steps.
 if "${MPIRUN[@]}" "$SHARDLAB" bench tiny.yaml --presets ddp,zero2,zero3 --steps 2 --warmup 0 --out res > run.log 2> run.err; then
@@ -113,13 +94,7 @@ done
 if "$SHARDLAB" bench tiny.yaml --presets ddp,zero9 --out bad > bad.log 2> bad.err; then bad "--presets zero9 succeeded"
 elif grep -q "zero9" bad.err && [ "$(wc -l < bad.err)" = 1 ] && [ ! -e bad ]; then ok "bad preset: $(cat bad.err)"
 else bad "bad preset message: $(cat bad.err)"; fi
-if "$SHARDLAB" bench tiny.yaml --presets "" > empty.log 2> empty.err; then bad "--presets '' succeeded"
-elif grep -q "presets" empty.err; then ok "empty preset list: $(cat empty.err)"
-else bad "empty preset list message: $(cat empty.err)"; fi
+expect_error "empty preset list" "presets" "$SHARDLAB" bench tiny.yaml --presets ""
+expect_error "stray --hybrid-group-size" "fsdp_hybrid_shard" "$SHARDLAB" bench tiny.yaml --presets ddp --hybrid-group-size 2
 
-if "$SHARDLAB" bench tiny.yaml --presets ddp --hybrid-group-size 2 > hyb.log 2> hyb.err; then bad "--hybrid-group-size without fsdp_hybrid_shard succeeded"
-elif grep -q "fsdp_hybrid_shard" hyb.err; then ok "stray --hybrid-group-size: $(cat hyb.err)"
-else bad "stray --hybrid-group-size message: $(cat hyb.err)"; fi
-
-echo "bench_test: $passed passed, $failed failed"
-[ "$failed" = 0 ]
+finish bench_test

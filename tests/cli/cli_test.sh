@@ -3,32 +3,12 @@
 # every bad input the Llama issue lists failing with one clear line, a non-zero exit, and
 # output_dir left exactly as it was.
 #   tests/cli/cli_test.sh path/to/shardlab
-set -uo pipefail
-SHARDLAB=$(realpath "$1")
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
-cd "$WORK"
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); echo "ok: $1"; }
-bad() { failed=$((failed + 1)); echo "FAIL: $1"; }
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-head -n 120 "$ROOT/configs/data/tinyworld.jsonl" > corpus.jsonl
-write_config() {  # write_config FILE [extra yaml lines...]
-  local f=$1; shift
-  cat > "$f" <<YAML
-model_config:
-  hidden_size: 32
-  intermediate_size: 64
-  num_hidden_layers: 2
-  num_attention_heads: 4
-  num_key_value_heads: 2
-  max_position_embeddings: 128
-tokenizer: byte
-datasets:
-  - path: corpus.jsonl
-    type: completion
+tiny_corpus 120
+base_config() {  # write_config FILE [extra yaml lines...] writes this, then the lines
+  tiny_config 128
+  cat <<YAML
 val_set_size: 0.1
 sequence_len: 128
 sample_packing: true
@@ -40,18 +20,6 @@ warmup_steps: 1
 logging_steps: 2
 save_steps: 3
 YAML
-  for line in "$@"; do echo "$line" >> "$f"; done
-}
-
-# expect_error NAME "substring" command... : exit non-zero, stderr one line containing substring.
-expect_error() {
-  local name=$1 want=$2; shift 2
-  "$@" > out.txt 2> err.txt
-  local code=$?
-  local lines
-  lines=$(wc -l < err.txt)
-  if [ "$code" -ne 0 ] && [ "$lines" -eq 1 ] && grep -qF -- "$want" err.txt; then ok "$name"
-  else bad "$name (exit $code, $lines stderr lines, wanted '$want'): $(head -c 400 err.txt)"; fi
 }
 
 # 1. A tiny training run, then eval, generate and resume on its output.
@@ -214,5 +182,4 @@ expect_error "QLoRA compute dtype against the precision" "bnb_4bit_compute_dtype
 expect_error "merge into a non-empty directory" "already has files" "$SHARDLAB" merge --model run1 --adapter run_lora --out run1
 expect_error "merge without an adapter" "has no adapter_config.json" "$SHARDLAB" merge --model run1 --adapter run1 --out o9
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish cli_test

@@ -5,30 +5,11 @@
 # missing or truncated shard, a non-empty --out and a directory that is not a sharded checkpoint fail
 # with one line naming the culprit.
 #   tests/cli/convert_test.sh path/to/shardlab
-set -uo pipefail
-SHARDLAB=$(realpath "$1")
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
-cd "$WORK"
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); echo "ok: $1"; }
-bad() { failed=$((failed + 1)); echo "FAIL: $1"; }
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-head -n 32 "$ROOT/configs/data/tinyworld.jsonl" > corpus.jsonl
-cat > sharded.yaml <<YAML
-model_config:
-  hidden_size: 32
-  intermediate_size: 64
-  num_hidden_layers: 2
-  num_attention_heads: 4
-  num_key_value_heads: 2
-  max_position_embeddings: 64
-tokenizer: byte
-datasets:
-  - path: corpus.jsonl
-    type: completion
+tiny_corpus 32
+{ tiny_config 64
+  cat <<YAML
 sequence_len: 64
 micro_batch_size: 2
 max_steps: 2
@@ -39,12 +20,12 @@ fsdp: [shard_grad_op]
 fsdp_config:
   fsdp_state_dict_type: SHARDED_STATE_DICT
 YAML
-if mpirun --oversubscribe --allow-run-as-root -np 2 -x OMP_NUM_THREADS=1 "$SHARDLAB" train sharded.yaml \
-     > train.log 2> train.err; then
+} > sharded.yaml
+if "${MPIRUN[@]}" "$SHARDLAB" train sharded.yaml > train.log 2> train.err; then
   ok "2-rank sharded run"
 else
   bad "2-rank sharded run: $(tail -3 train.err)"
-  echo "passed $passed, failed $failed"
+  finish convert_test
   exit 1
 fi
 CKPT=run/checkpoint-2
@@ -90,19 +71,12 @@ if "$SHARDLAB" convert "$CKPT" --out hf16 --dtype bf16 > /dev/null 2> c16.err \
 else bad "bf16 convert: $(cat c16.err) $out"; fi
 
 # Every failure is one line naming the culprit, and writes nothing.
-fails_with() {  # fails_with NAME "expected text" args...
-  local name=$1 expected=$2; shift 2
-  if "$SHARDLAB" convert "$@" > /dev/null 2> "$name.err"; then bad "$name: succeeded"
-  elif grep -qF -- "$expected" "$name.err" && [ "$(wc -l < "$name.err")" -eq 1 ]; then ok "$name fails: $(cat "$name.err")"
-  else bad "$name: expected '$expected', got: $(cat "$name.err")"; fi
-}
 cp -r "$CKPT" missing && rm missing/shard-rank-1.safetensors
-fails_with missing_shard "missing/shard-rank-1.safetensors named by missing/index.json is missing" missing --out out1
+expect_error missing_shard "missing/shard-rank-1.safetensors named by missing/index.json is missing" "$SHARDLAB" convert missing --out out1
 cp -r "$CKPT" truncated && truncate -s -100 truncated/shard-rank-0.safetensors
-fails_with truncated_shard "truncated/shard-rank-0.safetensors" truncated --out out2
+expect_error truncated_shard "truncated/shard-rank-0.safetensors" "$SHARDLAB" convert truncated --out out2
 [ ! -e out1 ] && [ ! -e out2 ] && ok "failed converts wrote nothing" || bad "a failed convert left output"
-fails_with not_sharded "run/index.json is missing" run --out out3
-fails_with out_not_empty "--out 'hf' already has files" "$CKPT" --out hf
+expect_error not_sharded "run/index.json is missing" "$SHARDLAB" convert run --out out3
+expect_error out_not_empty "--out 'hf' already has files" "$SHARDLAB" convert "$CKPT" --out hf
 
-echo "passed $passed, failed $failed"
-[ "$failed" -eq 0 ]
+finish convert_test

@@ -4,19 +4,13 @@
 # letter to the next one); LoRA, and QLoRA on its 4-bit NF4 quantization, must lift held-out exact
 # match by at least 50 points. Measured with these seeds: copy 100%, shift 0% -> LoRA 100%, QLoRA 100%.
 #   tests/cli/lora_learns_test.sh path/to/shardlab
-set -uo pipefail
-SHARDLAB=$(realpath "$1")
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
-cd "$WORK"
-failed=0
-fail() { failed=1; echo "FAIL: $1"; }
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 "$SHARDLAB" synth-data --task copy --n 3000 --seed 1 --split train --out copy_train.jsonl > /dev/null &&
 "$SHARDLAB" synth-data --task copy --n 100 --seed 2 --split test --out copy_test.jsonl > /dev/null &&
 "$SHARDLAB" synth-data --task shift --n 3000 --seed 3 --split train --out shift_train.jsonl > /dev/null &&
 "$SHARDLAB" synth-data --task shift --n 100 --seed 4 --split test --out shift_test.jsonl > /dev/null ||
-  { echo "FAIL: synth-data"; exit 1; }
+  { bad "synth-data"; exit 1; }
 
 common() {  # the data set and schedule every run shares
   cat <<YAML
@@ -54,30 +48,32 @@ for kind in lora qlora; do
 done
 
 for run in pretrain lora qlora; do
-  "$SHARDLAB" train $run.yaml > $run.log 2>&1 || { echo "FAIL: train $run: $(tail -3 $run.log)"; exit 1; }
+  "$SHARDLAB" train $run.yaml > $run.log 2>&1 || { bad "train $run: $(tail -3 $run.log)"; exit 1; }
 done
 
-# accuracy NAME ARGS...: the accuracy (a decimal in [0, 1]) that `shardlab accuracy` prints.
+# accuracy VAR ARGS...: sets VAR to the accuracy (a decimal in [0, 1]) that `shardlab accuracy`
+# prints (0, and a failed check, when it fails).
 accuracy() {
-  local name=$1; shift
+  local var=$1; shift
   local out
-  out=$("$SHARDLAB" accuracy "$@" --show 0 2>&1) || { fail "accuracy $name: $out"; echo 0; return; }
-  echo "$out" | sed -n 's/.*"accuracy":\([0-9.e-]*\).*/\1/p'
+  if out=$("$SHARDLAB" accuracy "$@" --show 0 2>&1); then
+    printf -v "$var" '%s' "$(echo "$out" | sed -n 's/.*"accuracy":\([0-9.e-]*\).*/\1/p')"
+  else bad "accuracy $var: $out"; printf -v "$var" 0; fi
 }
-copy=$(accuracy copy pretrain.yaml --data copy_test.jsonl)
-before=$(accuracy before lora.yaml --no-adapter --data shift_test.jsonl)
-lora=$(accuracy lora lora.yaml --data shift_test.jsonl)
-before_nf4=$(accuracy before_nf4 qlora.yaml --no-adapter --data shift_test.jsonl)
-qlora=$(accuracy qlora qlora.yaml --data shift_test.jsonl)
+accuracy copy pretrain.yaml --data copy_test.jsonl
+accuracy before lora.yaml --no-adapter --data shift_test.jsonl
+accuracy lora lora.yaml --data shift_test.jsonl
+accuracy before_nf4 qlora.yaml --no-adapter --data shift_test.jsonl
+accuracy qlora qlora.yaml --data shift_test.jsonl
 echo "copy (pretraining task): $copy; shift: base $before -> LoRA $lora; 4-bit base $before_nf4 -> QLoRA $qlora"
 
 check() {  # check "DESCRIPTION" AWK_CONDITION
-  if awk "BEGIN { exit !($2) }"; then echo "ok: $1"; else fail "$1 ($2)"; fi
+  if awk "BEGIN { exit !($2) }"; then ok "$1"; else bad "$1 ($2)"; fi
 }
 check "the base learned its pretraining task" "$copy >= 0.8"
 check "the base cannot shift" "$before <= 0.05 && $before_nf4 <= 0.05"
 check "LoRA lifts held-out shift accuracy by >= 50 points" "$lora - $before >= 0.5"
 check "QLoRA lifts held-out shift accuracy by >= 50 points" "$qlora - $before_nf4 >= 0.5"
-grep -q "adapter: qlora" qlora.log && grep -q "trainable" qlora.log && echo "ok: qlora run reports its adapter" ||
-  fail "qlora run did not report its adapter: $(grep -m1 adapter qlora.log)"
-exit $failed
+grep -q "adapter: qlora" qlora.log && grep -q "trainable" qlora.log && ok "qlora run reports its adapter" ||
+  bad "qlora run did not report its adapter: $(grep -m1 adapter qlora.log)"
+finish lora_learns_test

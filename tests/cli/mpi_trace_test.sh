@@ -5,36 +5,15 @@
 # losses), an untraced run writes no trace, and one process (ZeRO-2 on the local group) traces its
 # collectives on the main thread.
 #   tests/cli/mpi_trace_test.sh path/to/shardlab path/to/trace_check
-set -uo pipefail
-SHARDLAB=$(realpath "$1")
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 CHECK=$(realpath "$2")
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
-cd "$WORK"
-MPIRUN=(mpirun --oversubscribe --allow-run-as-root -np 2 -x OMP_NUM_THREADS=1)
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); echo "ok: $1"; }
-bad() { failed=$((failed + 1)); echo "FAIL: $1"; }
 
-head -n 64 "$ROOT/configs/data/tinyworld.jsonl" > corpus.jsonl
+tiny_corpus 64
 # ZeRO-2 everywhere: reduce-scatters and all-gathers on 2 ranks, the local group's on one process.
 cp "$ROOT/tests/tools/deepspeed/zero2_no_offload.json" zero2.json
-write_config() {  # write_config FILE [extra yaml lines...]
-  local f=$1; shift
-  cat > "$f" <<YAML
-model_config:
-  hidden_size: 32
-  intermediate_size: 64
-  num_hidden_layers: 2
-  num_attention_heads: 4
-  num_key_value_heads: 2
-  max_position_embeddings: 64
-tokenizer: byte
-datasets:
-  - path: corpus.jsonl
-    type: completion
+base_config() {  # write_config FILE [extra yaml lines...] writes this, then the lines
+  tiny_config 64
+  cat <<YAML
 sequence_len: 64
 micro_batch_size: 2
 gradient_accumulation_steps: 2
@@ -45,7 +24,6 @@ max_grad_norm: 1.0
 logging_steps: 1
 deepspeed: zero2.json
 YAML
-  for line in "$@"; do echo "$line" >> "$f"; done
 }
 losses() { grep -o '"loss":[^,}]*' "$1/log.jsonl" | cut -d: -f2 | tr '\n' ' '; }
 
@@ -72,5 +50,4 @@ else bad "single-process traced train: $(tail -3 one.err)"; fi
 if out=$("$CHECK" one/trace.json 1); then ok "single-process trace: $out"
 else bad "trace_check (1 process): $out"; fi
 
-echo "passed $passed, failed $failed"
-[ "$failed" -eq 0 ]
+finish mpi_trace_test

@@ -12,48 +12,26 @@
 # Tolerance: the step-1 loss is computed from identical parameters on identical rows; only the
 # order in which per-rank token-loss sums are added differs, so f32 rounding bounds the
 # difference: |a - b| <= 1e-5 x max(1, |b|).
-set -uo pipefail
-SHARDLAB=$(realpath "$1")
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
-cd "$WORK"
-MPIRUN=(mpirun --oversubscribe --allow-run-as-root -np 2 -x OMP_NUM_THREADS=1)
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); echo "ok: $1"; }
-bad() { failed=$((failed + 1)); echo "FAIL: $1"; }
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-head -n 64 "$ROOT/configs/data/tinyworld.jsonl" > corpus.jsonl
+tiny_corpus 64
 cp "$ROOT/tests/tools/deepspeed/zero2_no_offload.json" zero2.json
-write_config() {  # write_config FILE [extra yaml lines...]
-  local f=$1; shift
-  cat > "$f" <<YAML
-model_config:
-  hidden_size: 32
-  intermediate_size: 64
-  num_hidden_layers: 2
-  num_attention_heads: 4
-  num_key_value_heads: 2
-  max_position_embeddings: 64
-tokenizer: byte
-datasets:
-  - path: corpus.jsonl
-    type: completion
+base_config() {  # write_config FILE [extra yaml lines...] writes this, then the lines
+  tiny_config 64
+  cat <<YAML
 sequence_len: 64
 max_steps: 3
 learning_rate: 0.005
 lr_scheduler: constant
 logging_steps: 1
 YAML
-  for line in "$@"; do echo "$line" >> "$f"; done
 }
 step1_loss() { grep -o '"loss":[^,}]*' "$1/log.jsonl" | head -1 | cut -d: -f2; }
 
 # 1. Two ranks with ZeRO-2, and one process on the same global batch.
 write_config two.yaml "output_dir: run2" "micro_batch_size: 2" "deepspeed: zero2.json" "ddp_timeout: 77" "save_steps: 2"
 # ddp_timeout sets the collective timeout (the environment's SHARDLAB_COLLECTIVE_TIMEOUT_S would override it).
-if env -u SHARDLAB_COLLECTIVE_TIMEOUT_S "${MPIRUN[@]}" "$SHARDLAB" train two.yaml > two.log 2> two.err; then
+if (unset SHARDLAB_COLLECTIVE_TIMEOUT_S; "${MPIRUN[@]}" "$SHARDLAB" train two.yaml > two.log 2> two.err); then
   ok "mpirun -np 2 train (zero2) runs"
 else bad "mpirun -np 2 train: $(tail -5 two.err)"; fi
 write_config one.yaml "output_dir: run1" "micro_batch_size: 4"
@@ -75,8 +53,7 @@ grep -qi 'communication' two.log && grep -q 'reduce_scatter' two.log && ok "comm
 
 a=$(step1_loss run2)
 b=$(step1_loss run1)
-if [ -n "$a" ] && [ -n "$b" ] && awk -v a="$a" -v b="$b" \
-     'BEGIN { d = a - b; if (d < 0) d = -d; m = b < 0 ? -b : b; if (m < 1) m = 1; exit !(d <= 1e-5 * m) }'; then
+if within_rel "$a" "$b" 1e-5; then
   ok "step-1 loss: 2 ranks $a = 1 process $b (within 1e-5 relative)"
 else bad "step-1 loss differs: 2 ranks '$a' vs 1 process '$b'"; fi
 
@@ -99,55 +76,41 @@ else bad "zero2 without mpirun: $(tail -3 solo.err)"; fi
 # its key. Nothing is written to output_dir.
 printf '{"train_batch_size": 6, "zero_optimization": {"stage": 1}}\n' > bad_batch.json
 write_config bad.yaml "output_dir: run_bad" "micro_batch_size: 2" "gradient_accumulation_steps: 2" "deepspeed: bad_batch.json"
-"${MPIRUN[@]}" "$SHARDLAB" train bad.yaml > bad.log 2> bad.err
-code=$?
-if [ "$code" -ne 0 ] && grep -qF "train_batch_size is 6 but train_micro_batch_size_per_gpu (micro_batch_size) 2 x gradient_accumulation_steps 2 x world size 2 = 8" bad.err; then
-  ok "train_batch_size contradiction fails clearly"
-else bad "train_batch_size contradiction (exit $code): $(head -c 400 bad.err)"; fi
+expect_failure "train_batch_size contradiction" \
+  "train_batch_size is 6 but train_micro_batch_size_per_gpu (micro_batch_size) 2 x gradient_accumulation_steps 2 x world size 2 = 8" \
+  "${MPIRUN[@]}" "$SHARDLAB" train bad.yaml
 [ ! -e run_bad ] && ok "contradiction: output_dir not created" || bad "contradiction: output_dir created"
 
 cp "$ROOT/tests/tools/deepspeed/axolotl_zero3_bf16_cpuoffload_params.json" z3_offload.json
 write_config z3.yaml "output_dir: run_z3" "deepspeed: z3_offload.json"
-"${MPIRUN[@]}" "$SHARDLAB" train z3.yaml > z3.log 2> z3.err
-code=$?
-if [ "$code" -ne 0 ] && grep -qF "zero_optimization.offload_param.device cpu: offload needs the model on a CUDA device; this run is on the CPU" z3.err; then
-  ok "DeepSpeed offload_param fails clearly"
-else bad "offload_param (exit $code): $(head -c 400 z3.err)"; fi
+expect_failure "DeepSpeed offload_param" \
+  "zero_optimization.offload_param.device cpu: offload needs the model on a CUDA device; this run is on the CPU" \
+  "${MPIRUN[@]}" "$SHARDLAB" train z3.yaml
 write_config fsdp_offload.yaml "output_dir: run_fo" "fsdp: [shard_grad_op, offload]"
-"${MPIRUN[@]}" "$SHARDLAB" train fsdp_offload.yaml > fo.log 2> fo.err
-code=$?
-if [ "$code" -ne 0 ] && grep -qF "fsdp_config.offload_params (or fsdp: [offload]): offload needs the model on a CUDA device" fo.err; then
-  ok "FSDP offload fails clearly"
-else bad "FSDP offload (exit $code): $(head -c 400 fo.err)"; fi
+expect_failure "FSDP offload" "fsdp_config.offload_params (or fsdp: [offload]): offload needs the model on a CUDA device" \
+  "${MPIRUN[@]}" "$SHARDLAB" train fsdp_offload.yaml
 write_config both.yaml "output_dir: run_both" "deepspeed: zero2.json" "fsdp: [full_shard]"
-if ! "$SHARDLAB" train both.yaml > both.log 2> both.err && grep -qF "deepspeed and fsdp are alternatives" both.err; then
-  ok "deepspeed with fsdp fails clearly"
-else bad "deepspeed with fsdp: $(head -c 400 both.err)"; fi
+expect_error "deepspeed with fsdp" "deepspeed and fsdp are alternatives" "$SHARDLAB" train both.yaml
 
 # FSDP units are decoder layers: no auto_wrap (FSDP1) and SIZE_BASED_WRAP are errors for full_shard.
 write_config nowrap.yaml "output_dir: run_nowrap" "fsdp: [full_shard]"
-if ! "$SHARDLAB" train nowrap.yaml > nowrap.log 2> nowrap.err && grep -qF "fsdp FULL_SHARD without auto_wrap would make the whole model one unit" nowrap.err; then
-  ok "full_shard without auto_wrap fails clearly"
-else bad "full_shard without auto_wrap: $(head -c 300 nowrap.err)"; fi
+expect_error "full_shard without auto_wrap" "fsdp FULL_SHARD without auto_wrap would make the whole model one unit" \
+  "$SHARDLAB" train nowrap.yaml
 write_config sizewrap.yaml "output_dir: run_sizewrap" "fsdp: [full_shard, auto_wrap]" "fsdp_config:" \
   "  fsdp_auto_wrap_policy: SIZE_BASED_WRAP" "  fsdp_min_num_params: 1000"
-if ! "$SHARDLAB" train sizewrap.yaml > sizewrap.log 2> sizewrap.err && grep -qF "SIZE_BASED_WRAP with FULL_SHARD is not supported" sizewrap.err; then
-  ok "SIZE_BASED_WRAP fails clearly"
-else bad "SIZE_BASED_WRAP: $(head -c 300 sizewrap.err)"; fi
+expect_error "SIZE_BASED_WRAP" "SIZE_BASED_WRAP with FULL_SHARD is not supported" "$SHARDLAB" train sizewrap.yaml
 
 # 4. Axolotl's FSDP keys: the strategy picks the preset, and the step-1 loss equals one process's
 # (2 ranks x micro 2, 4 ranks x micro 1 = one process x micro 4).
 fsdp_run() {  # fsdp_run NAME NP MICRO PRESET_WORD "fsdp yaml line" [more yaml lines...]
   local name=$1 np=$2 micro=$3 preset=$4; shift 4
   write_config "$name.yaml" "output_dir: run_$name" "micro_batch_size: $micro" "$@"
-  if mpirun --oversubscribe --allow-run-as-root -np "$np" -x OMP_NUM_THREADS=1 "$SHARDLAB" train "$name.yaml" \
-       > "$name.log" 2> "$name.err"; then
+  if mpirun_np "$np" "$SHARDLAB" train "$name.yaml" > "$name.log" 2> "$name.err"; then
     grep -q "world size $np (mpi), preset $preset" "$name.log" && ok "$name: $np ranks run preset $preset" \
       || bad "$name: no 'world size $np (mpi), preset $preset' line"
     local a b
     a=$(step1_loss "run_$name"); b=$(step1_loss run1)
-    if [ -n "$a" ] && awk -v a="$a" -v b="$b" \
-         'BEGIN { d = a - b; if (d < 0) d = -d; m = b < 0 ? -b : b; if (m < 1) m = 1; exit !(d <= 1e-5 * m) }'; then
+    if within_rel "$a" "$b" 1e-5; then
       ok "$name: step-1 loss $a = 1 process $b"
     else bad "$name: step-1 loss '$a' vs 1 process '$b'"; fi
   else bad "$name: $(tail -3 "$name.err")"; fi
@@ -175,9 +138,8 @@ if [ -s run_fsdp_fs2/model.safetensors ] && "$SHARDLAB" eval --model run_fsdp_fs
 else bad "zero3 eval: $(head -c 300 e3.err)"; fi
 write_config hy_bad.yaml "output_dir: run_hy_bad" "micro_batch_size: 2" "fsdp: [hybrid_shard, auto_wrap]" "fsdp_config:" \
   "  hybrid_shard_group_size: 3"
-"${MPIRUN[@]}" "$SHARDLAB" train hy_bad.yaml > hy_bad.log 2> hy_bad.err
-grep -qF "fsdp_config.hybrid_shard_group_size 3 does not divide the world size 2" hy_bad.err \
-  && ok "hybrid group size that does not divide the world fails clearly" || bad "hybrid group 3: $(head -c 300 hy_bad.err)"
+expect_failure "hybrid group size that does not divide the world" \
+  "fsdp_config.hybrid_shard_group_size 3 does not divide the world size 2" "${MPIRUN[@]}" "$SHARDLAB" train hy_bad.yaml
 
 # fsdp_cpu_ram_efficient_loading: rank 1 builds the architecture without reading run1's weights and
 # gets rank 0's by broadcast; the first loss of fine-tuning run1 is the same as with every rank reading.
@@ -208,13 +170,12 @@ write_config sharded.yaml "output_dir: run_sh" "micro_batch_size: 2" "save_steps
 write_config sharded4.yaml "output_dir: run_sh4" "micro_batch_size: 1" "fsdp: [shard_grad_op, auto_wrap]" \
   "fsdp_config:" "  fsdp_state_dict_type: SHARDED_STATE_DICT" "resume_from_checkpoint: run_sh/checkpoint-2"
 if "${MPIRUN[@]}" "$SHARDLAB" train sharded.yaml > sh.log 2> sh.err \
-   && mpirun --oversubscribe --allow-run-as-root -np 4 -x OMP_NUM_THREADS=1 "$SHARDLAB" train sharded4.yaml > sh4.log 2> sh4.err; then
+   && mpirun_np 4 "$SHARDLAB" train sharded4.yaml > sh4.log 2> sh4.err; then
   [ -s run_sh/checkpoint-2/shard-rank-0.safetensors ] && [ -s run_sh/checkpoint-2/shard-rank-1.safetensors ] \
     && ok "SHARDED_STATE_DICT: one shard file per rank" || bad "SHARDED_STATE_DICT: no shard-rank-R files in $(ls run_sh/checkpoint-2)"
   a=$(grep -o '"loss":[^,}]*' run_sh/log.jsonl | sed -n 3p | cut -d: -f2)
   b=$(grep -o '"loss":[^,}]*' run_sh4/log.jsonl | tail -1 | cut -d: -f2)
-  if [ -n "$a" ] && [ -n "$b" ] && awk -v a="$a" -v b="$b" \
-       'BEGIN { d = a - b; if (d < 0) d = -d; m = b < 0 ? -b : b; if (m < 1) m = 1; exit !(d <= 1e-5 * m) }'; then
+  if within_rel "$a" "$b" 1e-5; then
     ok "4 ranks resume the 2-rank sharded checkpoint: step 3 $b = $a"
   else bad "sharded resume: step 3 '$b' vs '$a'"; fi
 else bad "sharded checkpoint runs: $(tail -3 sh.err sh4.err)"; fi
@@ -230,9 +191,6 @@ if "$SHARDLAB" explain zero2 --world-size 2 plan.yaml > explain.log 2> explain.e
   [ -n "$per_step" ] && [ "$((per_step * 3))" = "$ran" ] && ok "explain: $per_step reduce-scatter(s) per step x 3 steps = the run's $ran" \
     || bad "explain: $per_step per step vs the run's '$ran' over 3 steps"
 else bad "explain: $(head -c 400 explain.err)"; fi
-"$SHARDLAB" explain zero9 --world-size 2 plan.yaml > /dev/null 2> explain_bad.err
-grep -qF "unknown sharding preset 'zero9'" explain_bad.err && ok "explain: unknown preset fails clearly" \
-  || bad "explain zero9: $(head -c 300 explain_bad.err)"
+expect_error "explain: unknown preset" "unknown sharding preset 'zero9'" "$SHARDLAB" explain zero9 --world-size 2 plan.yaml
 
-echo "passed $passed, failed $failed"
-[ "$failed" -eq 0 ]
+finish mpi_train_test

@@ -10,33 +10,16 @@
 #     zero2 reduce-scatter  1*alpha + 1/2 * 99968 / 1e6 = 0.049994 s; parameter all-gather the same
 #   FLOPs/token = 6*(2*(2*32*32 + 2*32*16 + 3*32*64) + 100*32) + 3*(2*64*4*8*2) = 154368; 128 tokens per
 #   rank -> 19759104 FLOPs at 1 GFLOP/s = 0.019759 s; ddp step = 0.019759 + 0.099988 = 0.119747 s.
-set -uo pipefail
-SHARDLAB=$(realpath "$1")
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
-cd "$WORK"
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); echo "ok: $1"; }
-bad() { failed=$((failed + 1)); echo "FAIL: $1"; }
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-cat > model.yaml <<YAML
-model_config:
-  vocab_size: 100
-  hidden_size: 32
-  intermediate_size: 64
-  num_hidden_layers: 2
-  num_attention_heads: 4
-  num_key_value_heads: 2
-  max_position_embeddings: 64
-tokenizer: byte
-datasets:
-  - path: unused.jsonl
-    type: completion
+# simulate reads no data: corpus.jsonl need not exist.
+{ tiny_config 64 "vocab_size: 100"
+  cat <<YAML
 sequence_len: 64
 micro_batch_size: 2
 learning_rate: 0.005
 YAML
+} > model.yaml
 cat > hand.yaml <<YAML
 name: hand
 nodes: 1
@@ -70,19 +53,12 @@ check "zero2 reduce-scatter" "$(awk '/gradient reduce-scatter/ { print $4; exit 
 check "zero2 parameter all-gather" "$(awk '/parameter all-gather/ { print $4; exit }' sim.log)" 0.049994
 
 # 3. Bad cluster files: one line naming the key or the file, exit status non-zero.
-expect_failure() {  # what, needle, cluster file
-  if "$SHARDLAB" simulate model.yaml --cluster "$3" > bad.log 2> bad.err; then bad "$1 succeeded"
-  elif grep -q "$2" bad.err && [ "$(wc -l < bad.err)" = 1 ]; then ok "$1: $(cat bad.err)"
-  else bad "$1 message: $(cat bad.err)"; fi
-}
 sed 's/bandwidth_GBps/bandwith_GBps/' hand.yaml > typo.yaml
-expect_failure "misspelt link key" "unknown key 'intra_node.bandwith_GBps'" typo.yaml
+expect_error "misspelt link key" "unknown key 'intra_node.bandwith_GBps'" "$SHARDLAB" simulate model.yaml --cluster typo.yaml
 grep -v peak_tflops hand.yaml > nopeak.yaml
-expect_failure "missing peak" "missing number 'peak_tflops'" nopeak.yaml
-expect_failure "missing file" "cluster file 'absent.yaml' cannot be read" absent.yaml
-if "$SHARDLAB" simulate model.yaml --cluster hand.yaml --world-size 4 > big.log 2> big.err; then bad "world 4 on 2 devices succeeded"
-elif grep -q "exceeds the 2 devices of hand" big.err; then ok "world size beyond the cluster: $(cat big.err)"
-else bad "world size message: $(cat big.err)"; fi
+expect_error "missing peak" "missing number 'peak_tflops'" "$SHARDLAB" simulate model.yaml --cluster nopeak.yaml
+expect_error "missing file" "cluster file 'absent.yaml' cannot be read" "$SHARDLAB" simulate model.yaml --cluster absent.yaml
+expect_error "world size beyond the cluster" "exceeds the 2 devices of hand" \
+  "$SHARDLAB" simulate model.yaml --cluster hand.yaml --world-size 4
 
-echo "simulate_test: $passed passed, $failed failed"
-[ "$failed" = 0 ]
+finish simulate_test
