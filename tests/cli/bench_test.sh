@@ -20,7 +20,7 @@ YAML
 } > tiny.yaml
 
 # 1. Two ranks, three presets (replicated, sharded gradients, sharded parameters), two timed steps.
-if "${MPIRUN[@]}" "$SHARDLAB" bench tiny.yaml --presets ddp,zero2,zero3 --steps 2 --warmup 0 --out res > run.log 2> run.err; then
+if "${MPIRUN[@]}" "$SHARDLAB" bench tiny.yaml --presets ddp,zero2,zero3 --steps 2 --warmup 0 --out res --trace > run.log 2> run.err; then
   ok "mpirun -np 2 bench ddp,zero2,zero3 runs"
 else bad "mpirun -np 2 bench: $(tail -5 run.err)"; fi
 grep -q "zero3.*step   2/2 timed" run.log && ok "progress lines name preset and step" || bad "no progress line in: $(head -5 run.log)"
@@ -79,6 +79,20 @@ fields=$(echo "$header" | tr ',' '\n' | wc -l)
 widths=$(awk -F, '{print NF}' res/bench.csv | sort -u)
 [ "$rows" = 6 ] && [ "$widths" = "$fields" ] && ok "bench.csv: 6 rows (3 presets x 2 ranks) of $fields fields" \
   || bad "bench.csv: $rows rows, field counts $widths (header $fields)"
+
+# 1b. --trace: one Chrome trace per preset, merged across both ranks, with the collectives in it.
+if python3 - res <<'PY'
+import json, sys
+for preset in ["ddp", "zero2", "zero3"]:
+    events = json.load(open(f"{sys.argv[1]}/trace-{preset}.json"))["traceEvents"]
+    spans = [e for e in events if e.get("ph") == "X"]
+    if {e["pid"] for e in spans} != {0, 1}:
+        sys.exit(f"trace-{preset}.json: spans of ranks {sorted({e['pid'] for e in spans})}, expected [0, 1]")
+    if not any(e.get("cat") == "collective" for e in spans) or not any(e.get("cat") == "optimizer" for e in spans):
+        sys.exit(f"trace-{preset}.json: no collective or optimizer spans")
+PY
+then ok "--trace writes a merged trace per preset (both ranks, collectives, optimizer steps)"
+else bad "--trace: traces malformed or missing"; fi
 
 # 2. The charts, where matplotlib is installed (it is optional: plotting is not part of the build).
 for py in python3 /usr/bin/python3; do

@@ -54,7 +54,7 @@ std::string load_average() {
 
 int run_bench(const std::vector<std::string>& argv) {
   Args args("bench", {{"presets", true}, {"steps", true}, {"warmup", true}, {"bucket-elements", true},
-                        {"hybrid-group-size", true}, {"out", true}},
+                        {"hybrid-group-size", true}, {"out", true}, {"trace", false}},
             argv);
   SL_CHECK(args.positional().size() == 1, "shardlab bench: expected one CONFIG.yaml, got ", args.positional().size(),
            " arguments");
@@ -76,6 +76,10 @@ int run_bench(const std::vector<std::string>& argv) {
     SL_CHECK(hybrid, "--hybrid-group-size applies to fsdp_hybrid_shard, which --presets does not name");
   }
   const fs::path out_dir = args.get("out", "out/bench");
+  if (args.has("trace")) {
+    options.trace_dir = out_dir.string();
+    fs::create_directories(out_dir);  // every rank may get here first; the traces are written by rank 0
+  }
 
   const config::TrainConfig cfg = config::resolve_auto(config::load_train_config(config_path), config::RuntimeCaps{});
   SL_CHECK(cfg.device != config::DeviceKind::cuda, config_path, ": device cuda: benchmarking on CUDA is not supported yet");

@@ -5,7 +5,9 @@
 #include <cmath>
 #include <memory>
 
+#include "core/trace.h"
 #include "distributed/data_parallel_setup.h"
+#include "distributed/tracing.h"
 #include "models/data_loader.h"
 #include "tools/cli/run_setup.h"
 #include "tools/cli/train_adapter.h"
@@ -115,6 +117,8 @@ PresetResult measure_preset(const std::string& preset, const config::TrainConfig
     world.barrier()->wait();
     world.ledger().reset();
     MemoryLedger::instance().reset_peaks();
+    const bool tracing = !options.trace_dir.empty();
+    if (tracing) trace::start();
     for (int64_t i = 0; i < options.timed_steps; ++i) {
       const train::StepStats s = trainer.step();
       mine.step_seconds.push_back(s.seconds);
@@ -122,6 +126,8 @@ PresetResult measure_preset(const std::string& preset, const config::TrainConfig
       r.tokens_per_step = s.tokens;
       if (progress) progress(preset, s.step, s.seconds);
     }
+    // Collective (every rank sends its spans); the ledgers below were read-only to the tracer.
+    if (tracing) dist::write_merged_trace(world, options.trace_dir + "/trace-" + preset + ".json");
     for (int k = 0; k < kNumCollectiveKinds; ++k) mine.comm[k] = world.ledger().stats(static_cast<dist::CollectiveKind>(k));
     const DeviceMemory m = MemoryLedger::instance().snapshot(Device::cpu());
     for (int t = 0; t < kNumMemTags; ++t) mine.peak_bytes[t] = m.tags[t].peak;

@@ -55,6 +55,8 @@ struct BenchOptions {
   int64_t timed_steps = 10;
   int64_t bucket_elements = 0;  // reduce and all-gather bucket size; 0: hidden_size^2 (DeepSpeed "auto")
   int64_t hybrid_shard_group_size = 0;  // fsdp_hybrid_shard's ranks per shard group (that preset only); 0: the engine's default
+  // Non-empty: the timed steps are traced and merged across ranks into DIR/trace-<preset>.json.
+  std::string trace_dir;
 };
 
 // Called on rank 0 after every step: preset, step (1-based over warm-up + timed), this rank's seconds.

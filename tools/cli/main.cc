@@ -24,7 +24,7 @@ constexpr const char* kUsage =
     "  accuracy CONFIG.yaml|MODEL_DIR --data FILE.jsonl [--adapter DIR] [--limit N]   exact match, greedy\n"
     "  convert SHARDED_DIR --out DIR [--dtype f32|bf16|f16]   sharded checkpoint -> HF model.safetensors\n"
     "  bench CONFIG.yaml --presets ddp,zero1,... [--steps N] [--warmup W] [--bucket-elements N]\n"
-    "        [--hybrid-group-size G] [--out DIR]\n"
+    "        [--hybrid-group-size G] [--out DIR] [--trace]\n"
     "                                             sharding presets head-to-head (run under mpirun -np N)\n";
 }
 
