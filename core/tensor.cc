@@ -4,6 +4,7 @@
 #include <cstring>
 #include <sstream>
 
+#include "core/device_kernels.h"
 #include "core/random.h"
 #include "core/strided.h"
 
@@ -112,17 +113,17 @@ Tensor make_filled(const Shape& shape, DType dtype, F value_of) {
   });
   return t;
 }
-void require_cpu(Device device, const char* what) {
-  SL_CHECK(device.is_cpu(), what, ": only CPU tensors can be made here; create on the CPU, then move to ",
-           device.str());
-}
 }  // namespace
 
 Tensor Tensor::zeros(const Shape& shape, DType dtype, Device device) { return full(shape, 0.0, dtype, device); }
 Tensor Tensor::ones(const Shape& shape, DType dtype, Device device) { return full(shape, 1.0, dtype, device); }
 
 Tensor Tensor::full(const Shape& shape, double value, DType dtype, Device device) {
-  require_cpu(device, "full");
+  if (!device.is_cpu()) {
+    Tensor t = empty(shape, dtype, device);
+    ops::fill_(t, value);
+    return t;
+  }
   if (value == 0.0) {
     Tensor t = empty(shape, dtype, device);
     std::memset(t.raw_data(), 0, static_cast<size_t>(t.nbytes()));
@@ -162,8 +163,19 @@ Tensor Tensor::rand(const Shape& shape, uint64_t seed, DType dtype, double low, 
   return make_filled(shape, dtype, [=](int64_t i) { return low + (high - low) * uniform01(seed, i); });
 }
 
+Tensor Tensor::to(Device target) const {
+  SL_CHECK(defined(), "to(", target.str(), "): undefined tensor");
+  if (device() == target) return *this;
+  if (!device().is_cpu() && !target.is_cpu()) return to(Device::cpu()).to(target);  // device to device via the host
+  Tensor src = ops::contiguous(*this);
+  Tensor dst = empty(shape(), dtype(), target);
+  const Device side = target.is_cpu() ? device() : target;
+  detail::device_kernel(side, &DeviceKernels::copy_between_devices, "to")(dst, src);
+  return dst;
+}
+
 std::vector<double> Tensor::to_double_vector() const {
-  SL_CHECK(device().is_cpu(), "reading values of a ", device().str(), " tensor: move it to the CPU first");
+  if (!device().is_cpu()) return to(Device::cpu()).to_double_vector();
   std::vector<double> out;
   out.reserve(numel());
   dispatch_numeric(dtype(), "to_double_vector", [&]<typename T>() {
@@ -174,7 +186,7 @@ std::vector<double> Tensor::to_double_vector() const {
 }
 
 std::vector<int64_t> Tensor::to_int_vector() const {
-  SL_CHECK(device().is_cpu(), "reading values of a ", device().str(), " tensor: move it to the CPU first");
+  if (!device().is_cpu()) return to(Device::cpu()).to_int_vector();
   std::vector<int64_t> out;
   out.reserve(numel());
   // Integers are read as integers: a detour through double would corrupt i64 values above 2^53.
@@ -197,9 +209,7 @@ std::string Tensor::str() const {
   if (!defined()) return "tensor(undefined)";
   std::ostringstream os;
   os << "tensor(";
-  if (!device().is_cpu()) {
-    os << "shape=" << shape_str(shape());
-  } else {
+  {
     std::vector<double> v = to_double_vector();
     const bool is_f = is_floating(dtype());
     // Print like torch: nested brackets, at most 6 items per dim (first 3 ... last 3).

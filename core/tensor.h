@@ -85,7 +85,11 @@ class Tensor {
     return static_cast<T*>(raw_data());
   }
 
-  // ---- values (CPU) ----
+  // A copy on `device` (this tensor itself when already there), contiguous, same dtype; what
+  // PyTorch's .to(device) is. Device values are copied through the device's backend.
+  Tensor to(Device device) const;
+
+  // ---- values (read on the CPU; a device tensor is copied there first) ----
   double item() const;                       // the one element as double
   std::vector<double> to_double_vector() const;  // all elements in logical order
   std::vector<int64_t> to_int_vector() const;

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <vector>
 
+#include "core/device_kernels.h"
 #include "core/checks.h"
 #include "core/ops/optim_8bit.h"
 #include "core/trace.h"
@@ -65,6 +66,7 @@ uint8_t quantize_nearest(const std::array<float, 256>& map, float x) {
 }
 
 void quantize_blockwise(const Tensor& x, const Tensor& codes, const Tensor& absmax, bool is_signed) {
+  SL_FORWARD_TO_DEVICE(quantize_blockwise, x.device(), x, codes, absmax, is_signed);
   const char* op = "quantize_blockwise";
   check_cpu(op, {x, codes, absmax});
   const int64_t n = x.numel(), nb = num_blocks_8bit(n);
@@ -88,6 +90,7 @@ void quantize_blockwise(const Tensor& x, const Tensor& codes, const Tensor& absm
 }
 
 void dequantize_blockwise(const Tensor& codes, const Tensor& absmax, const Tensor& out, bool is_signed) {
+  SL_FORWARD_TO_DEVICE(dequantize_blockwise, codes.device(), codes, absmax, out, is_signed);
   const char* op = "dequantize_blockwise";
   check_cpu(op, {codes, absmax, out});
   const int64_t n = codes.numel(), nb = num_blocks_8bit(n);
@@ -105,6 +108,7 @@ void dequantize_blockwise(const Tensor& codes, const Tensor& absmax, const Tenso
 
 void adamw_8bit_step(const Tensor& param, const Tensor& grad, const Tensor& m_codes, const Tensor& v_codes,
                      const Tensor& absmax_m, const Tensor& absmax_v, const AdamWHyper& h) {
+  SL_FORWARD_TO_DEVICE(adamw_8bit_step, param.device(), param, grad, m_codes, v_codes, absmax_m, absmax_v, h);
   SL_TRACE_OP("adamw_8bit_step", param);
   const char* op = "adamw_8bit_step";
   check_cpu(op, {param, grad, m_codes, v_codes, absmax_m, absmax_v});

@@ -12,6 +12,7 @@
 #include <optional>
 #include <vector>
 
+#include "core/device_kernels.h"
 #include "core/checks.h"
 #include "core/memory_ledger.h"
 #include "core/ops/fused.h"
@@ -251,6 +252,7 @@ void backward_kv_head(const Geometry& g, const int64_t* seg, int64_t b, int64_t 
 }  // namespace
 
 AttentionOut attention_fwd(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionOptions& options) {
+  SL_FORWARD_TO_DEVICE(attention_fwd, q.device(), q, k, v, options);
   SL_TRACE_OP("attention_fwd", q, k, v);
   const Geometry g = check_attention("attention_fwd", q, k, v, options);
   AttentionOut res;
@@ -282,6 +284,7 @@ AttentionOut attention_fwd(const Tensor& q, const Tensor& k, const Tensor& v, co
 
 AttentionGrads attention_bwd(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
                              const Tensor& out, const Tensor& lse, const AttentionOptions& options) {
+  SL_FORWARD_TO_DEVICE(attention_bwd, dout.device(), dout, q, k, v, out, lse, options);
   SL_TRACE_OP("attention_bwd", dout, q, k, v);
   const char* op = "attention_bwd";
   const Geometry g = check_attention(op, q, k, v, options);

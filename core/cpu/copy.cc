@@ -1,6 +1,7 @@
 // Layout-making copies on the CPU: contiguous, clone, dtype conversion, copy_ and fill_.
 #include <cstring>
 
+#include "core/device_kernels.h"
 #include "core/checks.h"
 #include "core/cpu/loops.h"
 #include "core/ops/views.h"
@@ -9,6 +10,7 @@
 namespace shardlab::ops {
 
 void copy_(const Tensor& dst, const Tensor& src) {
+  SL_FORWARD_TO_DEVICE(copy_, dst.device(), dst, src);
   check_cpu("copy_", {dst, src});
   Shape out = broadcast_shapes(dst.shape(), src.shape(), "copy_");
   SL_CHECK(out == dst.shape(), "copy_: source of shape ", shape_str(src.shape()),
@@ -32,6 +34,7 @@ void copy_(const Tensor& dst, const Tensor& src) {
 }
 
 void fill_(const Tensor& dst, double value) {
+  SL_FORWARD_TO_DEVICE(fill_, dst.device(), dst, value);
   check_cpu("fill_", {dst});
   dst.bump_version();
   dispatch_numeric(dst.dtype(), "fill_", [&]<typename T>() {
@@ -44,7 +47,7 @@ void fill_(const Tensor& dst, double value) {
 }
 
 Tensor clone(const Tensor& t) {
-  check_cpu("clone", {t});
+  SL_CHECK(t.defined(), "clone: undefined tensor");  // empty + copy_: runs on any device
   Tensor out = Tensor::empty(t.shape(), t.dtype(), t.device());
   copy_(out, t);
   return out;
@@ -54,7 +57,6 @@ Tensor contiguous(const Tensor& t) { return t.is_contiguous() ? t : clone(t); }
 
 Tensor to_dtype(const Tensor& t, DType dtype) {
   if (t.dtype() == dtype) return t;
-  check_cpu("to_dtype", {t});
   Tensor out = Tensor::empty(t.shape(), dtype, t.device());
   copy_(out, t);
   return out;

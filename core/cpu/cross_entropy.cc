@@ -13,6 +13,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "core/device_kernels.h"
 #include "core/checks.h"
 #include "core/cpu/loops.h"
 #include "core/ops/fused.h"
@@ -74,6 +75,7 @@ const A* as_acc(const T* x, int64_t n, A* buf) {
 
 CrossEntropyOut cross_entropy_fwd(const Tensor& logits, const Tensor& targets, int64_t ignore_index,
                                   Reduction reduction) {
+  SL_FORWARD_TO_DEVICE(cross_entropy_fwd, logits.device(), logits, targets, ignore_index, reduction);
   SL_TRACE_OP("cross_entropy_fwd", logits, targets);
   const char* op = "cross_entropy_fwd";
   check_cpu(op, {logits, targets});
@@ -132,6 +134,7 @@ CrossEntropyOut cross_entropy_fwd(const Tensor& logits, const Tensor& targets, i
 
 Tensor cross_entropy_bwd(const Tensor& dloss, const Tensor& logits, const Tensor& targets, const Tensor& lse,
                          int64_t ignore_index, Reduction reduction, int64_t count) {
+  SL_FORWARD_TO_DEVICE(cross_entropy_bwd, dloss.device(), dloss, logits, targets, lse, ignore_index, reduction, count);
   SL_TRACE_OP("cross_entropy_bwd", logits, targets);
   const char* op = "cross_entropy_bwd";
   check_cpu(op, {dloss, logits, targets, lse});

@@ -2,6 +2,7 @@
 // tensor-scalar forms and the in-place add_/mul_ that optimizers and gradient accumulation use.
 #include <cmath>
 
+#include "core/device_kernels.h"
 #include "core/cpu/elementwise_loops.h"
 #include "core/ops/elementwise.h"
 
@@ -37,18 +38,22 @@ Tensor binary_numeric(const char* op, const Tensor& a, const Tensor& b, F f) {
 }  // namespace
 
 Tensor add(const Tensor& a, const Tensor& b) {
+  SL_FORWARD_TO_DEVICE(add, a.device(), a, b);
   return binary_numeric("add", a, b, [](auto x, auto y) { return x + y; });
 }
 
 Tensor sub(const Tensor& a, const Tensor& b) {
+  SL_FORWARD_TO_DEVICE(sub, a.device(), a, b);
   return binary_numeric("sub", a, b, [](auto x, auto y) { return x - y; });
 }
 
 Tensor mul(const Tensor& a, const Tensor& b) {
+  SL_FORWARD_TO_DEVICE(mul, a.device(), a, b);
   return binary_numeric("mul", a, b, [](auto x, auto y) { return x * y; });
 }
 
 Tensor div(const Tensor& a, const Tensor& b) {
+  SL_FORWARD_TO_DEVICE(div, a.device(), a, b);
   // Integer division would truncate (and trap on zero); without promotion to float there is no
   // answer that matches torch's true division, so integers are rejected.
   cpu::check_binary("div", a, b);
@@ -57,6 +62,7 @@ Tensor div(const Tensor& a, const Tensor& b) {
 }
 
 Tensor neg(const Tensor& a) {
+  SL_FORWARD_TO_DEVICE(neg, a.device(), a);
   check_cpu("neg", {a});
   Tensor out = Tensor::empty(a.shape(), a.dtype(), a.device());
   dispatch_numeric(a.dtype(), "neg", [&]<typename T>() {
@@ -66,6 +72,7 @@ Tensor neg(const Tensor& a) {
 }
 
 Tensor add_scalar(const Tensor& a, double s) {
+  SL_FORWARD_TO_DEVICE(add_scalar, a.device(), a, s);
   check_cpu("add_scalar", {a});
   Tensor out = Tensor::empty(a.shape(), a.dtype(), a.device());
   dispatch_numeric(a.dtype(), "add_scalar", [&]<typename T>() {
@@ -76,6 +83,7 @@ Tensor add_scalar(const Tensor& a, double s) {
 }
 
 Tensor mul_scalar(const Tensor& a, double s) {
+  SL_FORWARD_TO_DEVICE(mul_scalar, a.device(), a, s);
   check_cpu("mul_scalar", {a});
   Tensor out = Tensor::empty(a.shape(), a.dtype(), a.device());
   dispatch_numeric(a.dtype(), "mul_scalar", [&]<typename T>() {
@@ -86,6 +94,7 @@ Tensor mul_scalar(const Tensor& a, double s) {
 }
 
 void add_(const Tensor& dst, const Tensor& src, double alpha) {
+  SL_FORWARD_TO_DEVICE(add_, dst.device(), dst, src, alpha);
   check_cpu("add_", {dst, src});
   check_same_device("add_", dst, src);
   check_same_dtype("add_", dst, src);
@@ -105,6 +114,7 @@ void add_(const Tensor& dst, const Tensor& src, double alpha) {
 }
 
 void mul_(const Tensor& dst, double s) {
+  SL_FORWARD_TO_DEVICE(mul_, dst.device(), dst, s);
   check_cpu("mul_", {dst});
   dispatch_numeric(dst.dtype(), "mul_", [&]<typename T>() {
     const A<T> v = scalar_as<T>("mul_", s, dst);

@@ -1,5 +1,6 @@
 // CPU kernels for comparisons (u8 masks, 1 where true) and where(cond, a, b) with three-way
 // broadcasting. Comparisons accept every numeric dtype; 16-bit floats compare in f32 (exact).
+#include "core/device_kernels.h"
 #include "core/cpu/elementwise_loops.h"
 #include "core/ops/elementwise.h"
 
@@ -22,25 +23,32 @@ Tensor compare(const char* op, const Tensor& a, const Tensor& b, Cmp cmp) {
 }  // namespace
 
 Tensor eq(const Tensor& a, const Tensor& b) {
+  SL_FORWARD_TO_DEVICE(eq, a.device(), a, b);
   return compare("eq", a, b, [](auto x, auto y) { return x == y; });
 }
 Tensor ne(const Tensor& a, const Tensor& b) {
+  SL_FORWARD_TO_DEVICE(ne, a.device(), a, b);
   return compare("ne", a, b, [](auto x, auto y) { return x != y; });
 }
 Tensor lt(const Tensor& a, const Tensor& b) {
+  SL_FORWARD_TO_DEVICE(lt, a.device(), a, b);
   return compare("lt", a, b, [](auto x, auto y) { return x < y; });
 }
 Tensor le(const Tensor& a, const Tensor& b) {
+  SL_FORWARD_TO_DEVICE(le, a.device(), a, b);
   return compare("le", a, b, [](auto x, auto y) { return x <= y; });
 }
 Tensor gt(const Tensor& a, const Tensor& b) {
+  SL_FORWARD_TO_DEVICE(gt, a.device(), a, b);
   return compare("gt", a, b, [](auto x, auto y) { return x > y; });
 }
 Tensor ge(const Tensor& a, const Tensor& b) {
+  SL_FORWARD_TO_DEVICE(ge, a.device(), a, b);
   return compare("ge", a, b, [](auto x, auto y) { return x >= y; });
 }
 
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
+  SL_FORWARD_TO_DEVICE(where, cond.device(), cond, a, b);
   check_cpu("where", {cond, a, b});
   check_same_device("where", cond, a);
   check_same_device("where", a, b);

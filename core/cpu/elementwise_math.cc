@@ -4,6 +4,7 @@
 #include <numbers>
 #include <unsupported/Eigen/SpecialFunctions>
 
+#include "core/device_kernels.h"
 #include "core/cpu/elementwise_loops.h"
 #include "core/ops/elementwise.h"
 
@@ -41,35 +42,43 @@ constexpr double kInvSqrt2Pi = std::numbers::inv_sqrtpi / std::numbers::sqrt2;  
 }  // namespace
 
 Tensor exp(const Tensor& a) {
+  SL_FORWARD_TO_DEVICE(exp, a.device(), a);
   return unary_float("exp", a, [](const auto& x, auto& y) { y = x.exp(); });
 }
 
 Tensor log(const Tensor& a) {
+  SL_FORWARD_TO_DEVICE(log, a.device(), a);
   return unary_float("log", a, [](const auto& x, auto& y) { y = x.log(); });
 }
 
 Tensor sqrt(const Tensor& a) {
+  SL_FORWARD_TO_DEVICE(sqrt, a.device(), a);
   return unary_float("sqrt", a, [](const auto& x, auto& y) { y = x.sqrt(); });
 }
 
 Tensor rsqrt(const Tensor& a) {
+  SL_FORWARD_TO_DEVICE(rsqrt, a.device(), a);
   return unary_float("rsqrt", a, [](const auto& x, auto& y) { y = x.rsqrt(); });
 }
 
 Tensor tanh(const Tensor& a) {
+  SL_FORWARD_TO_DEVICE(tanh, a.device(), a);
   return unary_float("tanh", a, [](const auto& x, auto& y) { y = x.tanh(); });
 }
 
 Tensor sigmoid(const Tensor& a) {
+  SL_FORWARD_TO_DEVICE(sigmoid, a.device(), a);
   return unary_float("sigmoid", a, [](const auto& x, auto& y) { y = x.logistic(); });
 }
 
 Tensor silu(const Tensor& a) {
+  SL_FORWARD_TO_DEVICE(silu, a.device(), a);
   // x * sigmoid(x)
   return unary_float("silu", a, [](const auto& x, auto& y) { y = x * x.logistic(); });
 }
 
 Tensor gelu(const Tensor& a) {
+  SL_FORWARD_TO_DEVICE(gelu, a.device(), a);
   // 0.5 x (1 + erf(x / sqrt 2))
   return unary_float("gelu", a, [](const auto& x, auto& y) {
     using S = Scalar<std::decay_t<decltype(x)>>;
@@ -78,6 +87,7 @@ Tensor gelu(const Tensor& a) {
 }
 
 Tensor silu_backward(const Tensor& grad, const Tensor& x) {
+  SL_FORWARD_TO_DEVICE(silu_backward, grad.device(), grad, x);
   // d silu/dx = s (1 + x (1 - s)) with s = sigmoid(x)
   return binary_float("silu_backward", grad, x, [](const auto& g, const auto& v, auto& z) {
     using S = Scalar<std::decay_t<decltype(g)>>;
@@ -87,6 +97,7 @@ Tensor silu_backward(const Tensor& grad, const Tensor& x) {
 }
 
 Tensor gelu_backward(const Tensor& grad, const Tensor& x) {
+  SL_FORWARD_TO_DEVICE(gelu_backward, grad.device(), grad, x);
   // d gelu/dx = Phi(x) + x phi(x): Phi(x) = 0.5 (1 + erf(x / sqrt 2)), phi(x) = exp(-x^2/2) / sqrt(2 pi)
   return binary_float("gelu_backward", grad, x, [](const auto& g, const auto& v, auto& z) {
     using S = Scalar<std::decay_t<decltype(g)>>;
@@ -96,10 +107,12 @@ Tensor gelu_backward(const Tensor& grad, const Tensor& x) {
 }
 
 Tensor pow(const Tensor& a, const Tensor& b) {
+  SL_FORWARD_TO_DEVICE(pow, a.device(), a, b);
   return binary_float("pow", a, b, [](const auto& x, const auto& e, auto& z) { z = x.pow(e); });
 }
 
 Tensor pow_scalar(const Tensor& a, double exponent) {
+  SL_FORWARD_TO_DEVICE(pow_scalar, a.device(), a, exponent);
   // Common exponents get exact, cheaper forms (x*x is also what torch computes for ^2).
   if (exponent == 1.0) return unary_float("pow_scalar", a, [](const auto& x, auto& y) { y = x; });
   if (exponent == 2.0) return unary_float("pow_scalar", a, [](const auto& x, auto& y) { y = x.square(); });

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <vector>
 
+#include "core/device_kernels.h"
 #include "core/checks.h"
 #include "core/ops/linalg.h"
 #include "core/strided.h"
@@ -45,6 +46,7 @@ std::vector<int64_t> row_offsets(const Tensor& t) {
 }  // namespace
 
 Tensor embedding(const Tensor& weight, const Tensor& ids) {
+  SL_FORWARD_TO_DEVICE(embedding, weight.device(), weight, ids);
   SL_TRACE_OP("embedding", weight, ids);
   check_cpu("embedding", {weight, ids});
   check_same_device("embedding", weight, ids);
@@ -73,6 +75,7 @@ Tensor embedding(const Tensor& weight, const Tensor& ids) {
 }
 
 Tensor embedding_backward(const Tensor& grad, const Tensor& ids, int64_t num_embeddings) {
+  SL_FORWARD_TO_DEVICE(embedding_backward, grad.device(), grad, ids, num_embeddings);
   SL_TRACE_OP("embedding_backward", grad, ids);
   check_cpu("embedding_backward", {grad, ids});
   check_same_device("embedding_backward", grad, ids);

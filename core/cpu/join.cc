@@ -20,7 +20,6 @@ void check_joinable(const char* op, const std::vector<Tensor>& tensors, int64_t 
   for (size_t i = 0; i < tensors.size(); ++i) {
     const Tensor& t = tensors[i];
     SL_CHECK(t.defined(), op, ": tensor ", i, " is undefined");
-    check_cpu(op, {t});
     check_same_device(op, first, t);
     check_same_dtype(op, first, t);
     bool same = t.dim() == first.dim();
@@ -48,6 +47,14 @@ Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
   for (const Tensor& t : tensors) shape[d] += t.shape()[d];
   Tensor out = Tensor::empty(shape, first.dtype(), first.device());
   if (out.numel() == 0) return out;
+  if (!out.device().is_cpu()) {  // a device: one copy_ kernel per input into its slice of out
+    int64_t at = 0;
+    for (const Tensor& t : tensors) {
+      if (t.shape()[d] > 0) copy_(narrow(out, d, at, t.shape()[d]), t);
+      at += t.shape()[d];
+    }
+    return out;
+  }
 
   // out viewed as (O, shape[d] * inner): input i fills columns [start, start + size_i * inner).
   int64_t O = 1, inner = 1;

@@ -12,6 +12,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "core/device_kernels.h"
 #include "core/checks.h"
 #include "core/ops/linalg.h"
 #include "core/ops/views.h"
@@ -199,6 +200,7 @@ Tensor eigen_readable(const Tensor& t) {
 }  // namespace
 
 Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
+  SL_FORWARD_TO_DEVICE(matmul, a_in.device(), a_in, b_in);
   SL_TRACE_OP("matmul", a_in, b_in);
   check_cpu("matmul", {a_in, b_in});
   SL_CHECK(a_in.dim() >= 2 && b_in.dim() >= 2, "matmul: both operands need at least 2 dims, got a of shape ",

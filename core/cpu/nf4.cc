@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/device_kernels.h"
 #include "core/checks.h"
 #include "core/ops/nf4.h"
 #include "core/ops/optim_8bit.h"  // quantize_nearest
@@ -97,6 +98,7 @@ void check_nf4(const char* op, const Nf4Tensor& q) {
 }
 
 Nf4Tensor nf4_quantize(const Tensor& w) {
+  SL_FORWARD_TO_DEVICE(nf4_quantize, w.device(), w);
   const char* op = "nf4_quantize";
   check_cpu(op, {w});
   SL_CHECK(is_floating(w.dtype()), op, ": expected a floating weight, got ", dtype_name(w.dtype()), " of shape ",
@@ -126,6 +128,7 @@ Nf4Tensor nf4_quantize(const Tensor& w) {
 }
 
 Tensor nf4_absmax(const Nf4Tensor& q) {
+  SL_FORWARD_TO_DEVICE(nf4_absmax, q.packed.device(), q);
   check_nf4("nf4_absmax", q);
   const int64_t blocks = q.num_blocks();
   Tensor out = Tensor::empty({blocks}, DType::f32);
@@ -140,6 +143,7 @@ Tensor nf4_absmax(const Nf4Tensor& q) {
 }
 
 Tensor nf4_dequantize(const Nf4Tensor& q, DType out_dtype) {
+  SL_FORWARD_TO_DEVICE(nf4_dequantize, q.packed.device(), q, out_dtype);
   SL_TRACE_SCOPE("nf4_dequantize", op);
   const char* op = "nf4_dequantize";
   check_nf4(op, q);

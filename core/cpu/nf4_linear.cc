@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <type_traits>
 
+#include "core/device_kernels.h"
 #include "core/checks.h"
 #include "core/ops/nf4.h"
 #include "core/ops/views.h"
@@ -96,6 +97,7 @@ void tiled(const Nf4Tensor& w, int64_t M, int64_t cols, const Tensor& out, Body&
 }  // namespace
 
 Tensor nf4_linear(const Tensor& x, const Nf4Tensor& w) {
+  SL_FORWARD_TO_DEVICE(nf4_linear, x.device(), x, w);
   SL_TRACE_OP("nf4_linear", x);
   const char* op = "nf4_linear";
   const auto [N, K] = check_args(op, x, w, 1, "input");
@@ -118,6 +120,7 @@ Tensor nf4_linear(const Tensor& x, const Nf4Tensor& w) {
 }
 
 Tensor nf4_linear_backward_input(const Tensor& dy, const Nf4Tensor& w) {
+  SL_FORWARD_TO_DEVICE(nf4_linear_backward_input, dy.device(), dy, w);
   SL_TRACE_OP("nf4_linear_backward_input", dy);
   const char* op = "nf4_linear_backward_input";
   const auto [N, K] = check_args(op, dy, w, 0, "output gradient");

@@ -1,6 +1,7 @@
 // CPU kernels for the fused optimizer updates and the squared norm used by clipping.
 #include <cmath>
 
+#include "core/device_kernels.h"
 #include "core/checks.h"
 #include "core/ops/optim.h"
 #include "core/strided.h"
@@ -25,6 +26,7 @@ DType state_dtype_for(DType param) { return param == DType::f64 ? DType::f64 : D
 }  // namespace
 
 void adamw_step(const Tensor& param, const Tensor& grad, const Tensor& m, const Tensor& v, const AdamWHyper& h) {
+  SL_FORWARD_TO_DEVICE(adamw_step, param.device(), param, grad, m, v, h);
   SL_TRACE_OP("adamw_step", param);
   check_update("adamw_step", param, grad, m, state_dtype_for(param.dtype()));
   check_update("adamw_step", param, grad, v, state_dtype_for(param.dtype()));
@@ -59,6 +61,7 @@ void adamw_step(const Tensor& param, const Tensor& grad, const Tensor& m, const 
 }
 
 void sgd_step(const Tensor& param, const Tensor& grad, const Tensor& momentum_buffer, const SgdHyper& h) {
+  SL_FORWARD_TO_DEVICE(sgd_step, param.device(), param, grad, momentum_buffer, h);
   SL_TRACE_OP("sgd_step", param);
   const bool use_momentum = h.momentum != 0.0;
   if (use_momentum) {
@@ -91,6 +94,7 @@ void sgd_step(const Tensor& param, const Tensor& grad, const Tensor& momentum_bu
 }
 
 double sum_of_squares(const Tensor& t) {
+  SL_FORWARD_TO_DEVICE(sum_of_squares, t.device(), t);
   check_cpu("sum_of_squares", {t});
   double total = 0.0;
   dispatch_float(t.dtype(), "sum_of_squares", [&]<typename T>() {

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <limits>
 
+#include "core/device_kernels.h"
 #include "core/checks.h"
 #include "core/cpu/loops.h"
 #include "core/ops/reduce.h"
@@ -280,20 +281,25 @@ MaxResult max_impl(const char* op, const Tensor& t, int64_t dim, bool keepdim, b
 }  // namespace
 
 Tensor sum(const Tensor& t, const std::vector<int64_t>& dims, bool keepdim) {
+  SL_FORWARD_TO_DEVICE(sum, t.device(), t, dims, keepdim);
   return sum_or_mean("sum", t, dims, keepdim, false);
 }
 
 Tensor mean(const Tensor& t, const std::vector<int64_t>& dims, bool keepdim) {
+  SL_FORWARD_TO_DEVICE(mean, t.device(), t, dims, keepdim);
   return sum_or_mean("mean", t, dims, keepdim, true);
 }
 
-MaxResult max(const Tensor& t, int64_t dim, bool keepdim) { return max_impl("max", t, dim, keepdim, true); }
+MaxResult max(const Tensor& t, int64_t dim, bool keepdim) {
+  SL_FORWARD_TO_DEVICE(max, t.device(), t, dim, keepdim); return max_impl("max", t, dim, keepdim, true); }
 
 Tensor argmax(const Tensor& t, int64_t dim, bool keepdim) {
+  SL_FORWARD_TO_DEVICE(argmax, t.device(), t, dim, keepdim);
   return max_impl("argmax", t, dim, keepdim, false).indices;
 }
 
 Tensor max_backward(const Tensor& grad, const Tensor& indices, const Shape& input_shape, int64_t dim, bool keepdim) {
+  SL_FORWARD_TO_DEVICE(max_backward, grad.device(), grad, indices, input_shape, dim, keepdim);
   const char* op = "max_backward";
   check_cpu(op, {grad, indices});
   check_float(op, grad);
@@ -326,7 +332,7 @@ Tensor max_backward(const Tensor& grad, const Tensor& indices, const Shape& inpu
 }
 
 Tensor sum_to(const Tensor& t, const Shape& shape) {
-  check_cpu("sum_to", {t});
+  SL_CHECK(t.defined(), "sum_to: undefined tensor");  // built from sum: runs on any device
   const int64_t nd = t.dim(), target = static_cast<int64_t>(shape.size());
   bool ok = target <= nd;
   std::vector<int64_t> dims;

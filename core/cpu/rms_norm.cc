@@ -6,6 +6,7 @@
 #include <cmath>
 #include <vector>
 
+#include "core/device_kernels.h"
 #include "core/checks.h"
 #include "core/cpu/loops.h"
 #include "core/ops/fused.h"
@@ -53,6 +54,7 @@ double lane_sum(int64_t n, F&& term) {
 }  // namespace
 
 RmsNormOut rms_norm_fwd(const Tensor& x, const Tensor& weight, double eps) {
+  SL_FORWARD_TO_DEVICE(rms_norm_fwd, x.device(), x, weight, eps);
   SL_TRACE_OP("rms_norm_fwd", x, weight);
   const char* op = "rms_norm_fwd";
   check_cpu(op, {x, weight});
@@ -95,6 +97,7 @@ RmsNormOut rms_norm_fwd(const Tensor& x, const Tensor& weight, double eps) {
 }
 
 RmsNormGrads rms_norm_bwd(const Tensor& dy, const Tensor& x, const Tensor& weight, const Tensor& rstd) {
+  SL_FORWARD_TO_DEVICE(rms_norm_bwd, dy.device(), dy, x, weight, rstd);
   SL_TRACE_OP("rms_norm_bwd", dy, x);
   const char* op = "rms_norm_bwd";
   check_cpu(op, {dy, x, weight, rstd});

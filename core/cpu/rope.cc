@@ -6,6 +6,7 @@
 #include <numbers>
 #include <vector>
 
+#include "core/device_kernels.h"
 #include "core/checks.h"
 #include "core/cpu/loops.h"
 #include "core/ops/fused.h"
@@ -127,12 +128,14 @@ Tensor rope_apply(const char* op, const Tensor& x, const Tensor& positions, cons
 }  // namespace
 
 Tensor rope_fwd(const Tensor& x, const Tensor& positions, const RopeConfig& config) {
+  SL_FORWARD_TO_DEVICE(rope_fwd, x.device(), x, positions, config);
   SL_TRACE_OP("rope_fwd", x);
   return rope_apply("rope_fwd", x, positions, config, 1.0);
 }
 
 // The rotation is orthogonal, so its transpose (the backward) is the rotation by -angle.
 Tensor rope_bwd(const Tensor& dy, const Tensor& positions, const RopeConfig& config) {
+  SL_FORWARD_TO_DEVICE(rope_bwd, dy.device(), dy, positions, config);
   SL_TRACE_OP("rope_bwd", dy);
   return rope_apply("rope_bwd", dy, positions, config, -1.0);
 }

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <vector>
 
+#include "core/device_kernels.h"
 #include "core/checks.h"
 #include "core/cpu/loops.h"
 #include "core/ops/reduce.h"
@@ -137,15 +138,19 @@ Tensor softmax_backward_impl(const char* op, const Tensor& grad, const Tensor& y
 
 }  // namespace
 
-Tensor softmax(const Tensor& t, int64_t dim) { return softmax_impl("softmax", t, dim, false); }
+Tensor softmax(const Tensor& t, int64_t dim) {
+  SL_FORWARD_TO_DEVICE(softmax, t.device(), t, dim); return softmax_impl("softmax", t, dim, false); }
 
-Tensor log_softmax(const Tensor& t, int64_t dim) { return softmax_impl("log_softmax", t, dim, true); }
+Tensor log_softmax(const Tensor& t, int64_t dim) {
+  SL_FORWARD_TO_DEVICE(log_softmax, t.device(), t, dim); return softmax_impl("log_softmax", t, dim, true); }
 
 Tensor softmax_backward(const Tensor& grad, const Tensor& y, int64_t dim) {
+  SL_FORWARD_TO_DEVICE(softmax_backward, grad.device(), grad, y, dim);
   return softmax_backward_impl("softmax_backward", grad, y, dim, false);
 }
 
 Tensor log_softmax_backward(const Tensor& grad, const Tensor& y, int64_t dim) {
+  SL_FORWARD_TO_DEVICE(log_softmax_backward, grad.device(), grad, y, dim);
   return softmax_backward_impl("log_softmax_backward", grad, y, dim, true);
 }
 

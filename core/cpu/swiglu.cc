@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "core/device_kernels.h"
 #include "core/checks.h"
 #include "core/cpu/loops.h"
 #include "core/ops/fused.h"
@@ -41,6 +42,7 @@ void scatter(const A* src, int64_t n, T* dst, int64_t stride) {
 }  // namespace
 
 Tensor swiglu_fwd(const Tensor& gate, const Tensor& up) {
+  SL_FORWARD_TO_DEVICE(swiglu_fwd, gate.device(), gate, up);
   SL_TRACE_OP("swiglu_fwd", gate, up);
   const char* op = "swiglu_fwd";
   check_cpu(op, {gate, up});
@@ -69,6 +71,7 @@ Tensor swiglu_fwd(const Tensor& gate, const Tensor& up) {
 
 // d/dg silu(g) = sig(g) + g sig(g) (1 - sig(g)) = sig(g) (1 + g (1 - sig(g))).
 SwigluGrads swiglu_bwd(const Tensor& dout, const Tensor& gate, const Tensor& up) {
+  SL_FORWARD_TO_DEVICE(swiglu_bwd, dout.device(), dout, gate, up);
   SL_TRACE_OP("swiglu_bwd", dout, gate);
   const char* op = "swiglu_bwd";
   check_cpu(op, {dout, gate, up});
