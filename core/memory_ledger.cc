@@ -48,6 +48,13 @@ void MemoryLedger::on_retag(Device device, MemTag from, MemTag to, int64_t bytes
   grow(m, to, bytes);
 }
 
+void MemoryLedger::on_reserve(Device device, int64_t delta) {
+  std::lock_guard lock(mu_);
+  DeviceMemory& m = per_device_[device];
+  m.reserved += delta;
+  m.reserved_peak = std::max(m.reserved_peak, m.reserved);
+}
+
 DeviceMemory MemoryLedger::snapshot(Device device) const {
   std::lock_guard lock(mu_);
   auto it = per_device_.find(device);
@@ -66,6 +73,7 @@ void MemoryLedger::reset_peaks() {
   for (auto& [d, m] : per_device_) {
     for (auto& t : m.tags) t.peak = t.live;
     m.peak = m.live;
+    m.reserved_peak = m.reserved;
   }
 }
 
@@ -85,6 +93,11 @@ std::string MemoryLedger::table() const {
     std::snprintf(line, sizeof(line), "%-9s %-16s %10.3f  %10.3f\n", d.str().c_str(), "total", mib(m.live),
                   mib(m.peak));
     out += line;
+    if (m.reserved != 0 || m.reserved_peak != 0) {  // the caching allocator's hold, cache included
+      std::snprintf(line, sizeof(line), "%-9s %-16s %10.3f  %10.3f\n", d.str().c_str(), "reserved", mib(m.reserved),
+                    mib(m.reserved_peak));
+      out += line;
+    }
   }
   return out;
 }

@@ -35,6 +35,10 @@ struct DeviceMemory {
   std::array<TagBytes, kNumMemTags> tags{};
   int64_t live = 0;  // all tags together
   int64_t peak = 0;  // peak of the sum (not the sum of per-tag peaks)
+  // Bytes a caching allocator holds from the device (live tensors plus its cache); 0 on devices
+  // whose allocator does not cache (the CPU). reserved - live is memory cached for reuse.
+  int64_t reserved = 0;
+  int64_t reserved_peak = 0;
   const TagBytes& operator[](MemTag t) const { return tags[static_cast<int>(t)]; }
 };
 
@@ -46,6 +50,8 @@ class MemoryLedger {
   void on_alloc(Device device, MemTag tag, int64_t bytes);
   void on_free(Device device, MemTag tag, int64_t bytes);
   void on_retag(Device device, MemTag from, MemTag to, int64_t bytes);
+  // A caching allocator took (delta > 0) or returned (delta < 0) memory from the device.
+  void on_reserve(Device device, int64_t delta);
 
   DeviceMemory snapshot(Device device) const;
   std::vector<Device> devices() const;

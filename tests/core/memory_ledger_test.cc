@@ -70,5 +70,25 @@ TEST(MemoryLedger, PeaksPersistUntilReset) {
   EXPECT_NE(ledger.table().find("cpu"), std::string::npos);
 }
 
+// A caching allocator reports what it holds from the device beside the per-tag rows; the table
+// prints it as a "reserved" row, and reset_peaks restarts its peak too. (Device 7: no other test
+// touches it, so the numbers are this test's alone.)
+TEST(MemoryLedger, ReservedBytesOfACachingAllocatorHaveTheirOwnRow) {
+  MemoryLedger& ledger = MemoryLedger::instance();
+  const Device dev = Device::cuda(7);
+  ledger.on_reserve(dev, 20 << 20);
+  ledger.on_reserve(dev, 2 << 20);
+  ledger.on_reserve(dev, -(20 << 20));
+  DeviceMemory m = ledger.snapshot(dev);
+  EXPECT_EQ(m.reserved, 2 << 20);
+  EXPECT_EQ(m.reserved_peak, 22 << 20);
+  EXPECT_EQ(m.live, 0);
+  EXPECT_NE(ledger.table().find("cuda:7    reserved              2.000      22.000"), std::string::npos) << ledger.table();
+  ledger.reset_peaks();
+  EXPECT_EQ(ledger.snapshot(dev).reserved_peak, 2 << 20);
+  ledger.on_reserve(dev, -(2 << 20));
+  EXPECT_EQ(ledger.snapshot(dev).reserved, 0);
+}
+
 }  // namespace
 }  // namespace shardlab
