@@ -42,6 +42,8 @@ class Storage {
   size_t nbytes() const { return bytes_; }
   Device device() const { return device_; }
   MemTag tag() const { return tag_; }
+  // The allocator the bytes came from (null for wrapped external memory).
+  Allocator* allocator() const { return allocator_; }
   // Moves the bytes to another ledger row (a tensor becomes a parameter, say).
   void retag(MemTag tag);
 

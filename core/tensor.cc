@@ -79,10 +79,14 @@ void* Tensor::raw_data() const {
 }
 
 Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
+  return empty_with(*allocator_for(device.type), shape, dtype, device);
+}
+
+Tensor Tensor::empty_with(Allocator& allocator, const Shape& shape, DType dtype, Device device) {
   for (int64_t s : shape) SL_CHECK(s >= 0, "empty: negative size in shape ", shape_str(shape));
   auto impl = std::make_shared<TensorImpl>();
   impl->storage = std::make_shared<Storage>(static_cast<size_t>(dtype_bytes(dtype, shape_numel(shape))), device,
-                                            MemTagScope::current(), allocator_for(device.type));
+                                            MemTagScope::current(), &allocator);
   impl->shape = shape;
   impl->strides = contiguous_strides(shape);
   impl->dtype = dtype;

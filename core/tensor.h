@@ -44,6 +44,9 @@ class Tensor {
   // ---- factories (the tag defaults to the current MemTagScope) ----
   static Tensor empty(const Shape& shape, DType dtype = DType::f32, Device device = Device::cpu());
   static Tensor zeros(const Shape& shape, DType dtype = DType::f32, Device device = Device::cpu());
+  // As empty(), with memory from `allocator` instead of the device type's default (pinned host
+  // memory for staging, say).
+  static Tensor empty_with(Allocator& allocator, const Shape& shape, DType dtype, Device device);
   static Tensor ones(const Shape& shape, DType dtype = DType::f32, Device device = Device::cpu());
   static Tensor full(const Shape& shape, double value, DType dtype = DType::f32, Device device = Device::cpu());
   static Tensor scalar(double value, DType dtype = DType::f32);
