@@ -1,6 +1,6 @@
 // CUDA NF4 kernels on raw device pointers, the GPU twins of core/cpu/nf4.cc and nf4_linear.cc:
 // absmax decoding, dequantization, and a fused dequantize-GEMM for nf4_linear's forward and input
-// gradient. Compile-checked for sm_90; not yet wired into the op API (nor run on a GPU).
+// gradient. cuda/nf4_ops_kernels.cu wraps them behind the op API.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -24,16 +24,19 @@ struct Nf4DeviceWeight {
 void nf4_decode_absmax(const uint8_t* codes, const float* nested_absmax, const float* offset, int64_t blocks,
                        const float* nested_map_host, float* absmax, cudaStream_t stream = nullptr);
 
-// out[i] = kNf4Code[code(i)] * absmax[i / 64] for the weight's rows * cols elements, rounded once.
-void nf4_dequantize(const Nf4DeviceWeight& w, float* out, cudaStream_t stream = nullptr);
-void nf4_dequantize(const Nf4DeviceWeight& w, __nv_bfloat16* out, cudaStream_t stream = nullptr);
+// out[i] = kNf4Code[code(i)] * absmax[i / 64] (f32) for the weight's rows * cols elements, rounded
+// once to T. T is float, double, __nv_bfloat16 or __half (instantiated in nf4.cu).
+template <typename T>
+void nf4_dequantize(const Nf4DeviceWeight& w, T* out, cudaStream_t stream = nullptr);
 
-// y (M, rows) = x (M, cols) @ W^T, bf16 row-major in and out, f32 accumulation; each 64 x 32 weight
-// tile is dequantized (rounded to bf16, like the CPU kernel with a bf16 input) into shared memory.
-void nf4_linear_forward(const __nv_bfloat16* x, const Nf4DeviceWeight& w, int64_t M, __nv_bfloat16* y,
-                        cudaStream_t stream = nullptr);
+// y (M, rows) = x (M, cols) @ W^T, row-major T in and out (float, double, __nv_bfloat16 or __half),
+// accumulated in acc_t<T> (f32, f64 for double); each 64 x 32 weight tile is dequantized and rounded
+// to T (as the CPU kernel rounds its tile to x's dtype) into shared memory.
+template <typename T>
+void nf4_linear_forward(const T* x, const Nf4DeviceWeight& w, int64_t M, T* y, cudaStream_t stream = nullptr);
 // dx (M, cols) = dy (M, rows) @ W.
-void nf4_linear_backward_input(const __nv_bfloat16* dy, const Nf4DeviceWeight& w, int64_t M, __nv_bfloat16* dx,
+template <typename T>
+void nf4_linear_backward_input(const T* dy, const Nf4DeviceWeight& w, int64_t M, T* dx,
                                cudaStream_t stream = nullptr);
 
 }  // namespace shardlab::cuda
