@@ -274,7 +274,6 @@ void save_safetensors(const std::string& path, const std::vector<std::pair<std::
     if (name == "__metadata__") bad("the name is reserved for the header's metadata");
     if (!seen.insert(name).second) bad("the name appears twice");
     if (!t.defined()) bad("the tensor is undefined");
-    if (!t.device().is_cpu()) bad("is on ", t.device().str(), "; only CPU tensors can be saved (copy it to the CPU first)");
     const FileDType* fd = file_dtype_for(t.dtype());
     if (!fd) bad("dtype ", dtype_name(t.dtype()), " cannot be stored in safetensors");
     entries.push_back({&name, &t, fd});
@@ -311,7 +310,8 @@ void save_safetensors(const std::string& path, const std::vector<std::pair<std::
   f.write(&n, 8);  // little-endian host
   f.write(text);
   for (const Entry& e : entries) {
-    Tensor c = ops::contiguous(*e.tensor);  // one tensor at a time, so peak memory stays small
+    // One tensor at a time, so peak memory stays small; device tensors come through the host.
+    Tensor c = e.tensor->device().is_cpu() ? ops::contiguous(*e.tensor) : e.tensor->to(Device::cpu());
     if (c.nbytes() > 0) f.write(c.raw_data(), static_cast<size_t>(c.nbytes()));
   }
   f.commit();

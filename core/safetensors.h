@@ -52,7 +52,7 @@ class SafetensorsFile {
   std::shared_ptr<const State> state_;
 };
 
-// Writes `tensors` (CPU; any layout, made contiguous one at a time while writing) to `path`
+// Writes `tensors` (any layout and device: made contiguous on the host one at a time while writing) to `path`
 // atomically. Layout matches the safetensors library: tensors sorted by descending dtype
 // alignment then by name, "__metadata__" first in the header (omitted when empty), the header
 // padded with spaces to a multiple of 8 so every tensor starts aligned to its element size.

@@ -79,12 +79,16 @@ class Tensor {
   MemTag tag() const { return impl()->storage->tag(); }
   void retag(MemTag tag) const { impl()->storage->retag(tag); }
 
-  // Pointer to element [0, 0, ...] (storage base + offset).
+  // Pointer to element [0, 0, ...] (storage base + offset), on the tensor's device.
   void* raw_data() const;
+  // The same as a typed host pointer: CPU tensors only (device kernels take raw_data()), so host
+  // code that would read device memory fails here, naming the device, instead of crashing.
   template <typename T>
   T* data() const {
     SL_CHECK(dtype_of<T> == dtype(), "data<", dtype_name(dtype_of<T>), ">() called on a ", dtype_name(dtype()),
              " tensor");
+    SL_CHECK(device().is_cpu(), "data<", dtype_name(dtype_of<T>), ">() called on a tensor on ", device().str(),
+             ": host code cannot read device memory (copy it with .to(Device::cpu()) first)");
     return static_cast<T*>(raw_data());
   }
 

@@ -107,7 +107,9 @@ Tensor LlamaModel::forward(const LlamaInputs& in) {
   SL_CHECK(past + T <= config_.max_position_embeddings, "llama: sequence length ", past + T,
            " exceeds max_position_embeddings ", config_.max_position_embeddings);
   SL_CHECK(in.cache == nullptr || !in.segment_ids.defined(), "llama: packed segments cannot use a KV cache");
-  Tensor positions = in.positions.defined() ? in.positions : ops::add_scalar(Tensor::arange(T), static_cast<double>(past));
+  Tensor positions = in.positions.defined()
+                         ? in.positions
+                         : ops::add_scalar(Tensor::arange(T).to(in.input_ids.device()), static_cast<double>(past));
   if (in.cache != nullptr) in.cache->layers.resize(layers_.size());
   Tensor x = embed_tokens_->forward(in.input_ids);  // (B, T, C)
   // Checkpointing only pays off when a backward will follow; a cached decode step must also write

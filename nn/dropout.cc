@@ -15,8 +15,10 @@ Tensor Dropout::forward(const Tensor& x) {
   // A fresh stream per call: mix the call index into the seed.
   const auto words = philox4x32(seed_, calls_++);
   const uint64_t stream = words[0] | (static_cast<uint64_t>(words[1]) << 32);
+  // The mask is drawn on the host (counter-based, so identical on every device) and moved to x's
+  // device; a device-side Philox kernel would save the copy.
   Tensor keep = Tensor::rand(x.shape(), stream, x.dtype());
-  Tensor mask = ops::to_dtype(ops::ge(keep, Tensor::scalar(p_, x.dtype())), x.dtype());
+  Tensor mask = ops::to_dtype(ops::ge(keep, Tensor::scalar(p_, x.dtype())), x.dtype()).to(x.device());
   return mul(x, mask) * (1.0 / (1.0 - p_));
 }
 

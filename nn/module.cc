@@ -193,6 +193,23 @@ void Module::to(DType dtype) {
   for (auto& [n, m] : children_) m->to(dtype);
 }
 
+void Module::to(Device device) {
+  NoGradGuard no_grad;
+  for (auto& [n, t] : params_) {
+    if (t.device() == device) continue;
+    const bool trainable = t.requires_grad();
+    MemTagScope tag(MemTag::parameter);
+    t = t.to(device);
+    t.set_requires_grad(trainable);
+  }
+  for (auto& [n, t] : buffers_) {
+    if (t.device() == device) continue;
+    MemTagScope tag(t.tag());
+    t = t.to(device);
+  }
+  for (auto& [n, m] : children_) m->to(device);
+}
+
 NamedTensors Module::state_dict() const {
   NamedTensors out;
   collect("", true, true, out);

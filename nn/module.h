@@ -47,6 +47,9 @@ class Module {
 
   // Casts floating parameters and buffers (parameters keep requires_grad).
   void to(DType dtype);
+  // Moves every parameter and buffer to `device` (parameters keep requires_grad, tensors keep
+  // their ledger tags). Gradients are not moved: move a model before training it.
+  void to(Device device);
 
   // Parameters and buffers by dotted name (the tensors themselves, not copies).
   NamedTensors state_dict() const;

@@ -14,7 +14,7 @@ DType state_dtype(const Tensor& p) { return p.dtype() == DType::f64 ? DType::f64
 Tensor new_state(const Tensor& p) { return optimizer_state::zeros(p.shape(), state_dtype(p), p.device()); }
 // A fresh state tensor for `param` holding a copy of state[name].
 Tensor load_state(const NamedTensors& state, const std::string& name, const Tensor& param, const char* who) {
-  return optimizer_state::load(state, name, param.shape(), state_dtype(param), who);
+  return optimizer_state::load(state, name, param.shape(), state_dtype(param), param.device(), who);
 }
 int64_t load_step(const NamedTensors& state, const char* who) {
   const Tensor* step = optimizer_state::find(state, "step");

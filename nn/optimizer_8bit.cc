@@ -8,10 +8,10 @@
 namespace shardlab::nn {
 
 namespace {
-Tensor new_state(const Shape& shape, DType dtype) { return optimizer_state::zeros(shape, dtype); }
+Tensor new_state(const Shape& shape, DType dtype, Device device) { return optimizer_state::zeros(shape, dtype, device); }
 const Tensor* find(const NamedTensors& state, const std::string& name) { return optimizer_state::find(state, name); }
-Tensor load(const NamedTensors& state, const std::string& name, const Shape& shape, DType dtype) {
-  return optimizer_state::load(state, name, shape, dtype, "AdamW8bit");
+Tensor load(const NamedTensors& state, const std::string& name, const Shape& shape, DType dtype, Device device) {
+  return optimizer_state::load(state, name, shape, dtype, device, "AdamW8bit");
 }
 }  // namespace
 
@@ -20,9 +20,6 @@ AdamW8bit::AdamW8bit(std::vector<Tensor> params, double lr, double beta1, double
     : Optimizer(std::move(params)), beta1_(beta1), beta2_(beta2), eps_(eps), weight_decay_(weight_decay) {
   lr_ = lr;
   state_.resize(params_.size());
-  for (size_t i = 0; i < params_.size(); ++i)
-    SL_CHECK(params_[i].device().is_cpu(), "AdamW8bit: parameter ", i, " (shape ", shape_str(params_[i].shape()),
-             ") is not on the CPU; the 8-bit step has only a CPU kernel");
 }
 
 void AdamW8bit::step() {
@@ -37,8 +34,10 @@ void AdamW8bit::step() {
     if (!s.m_codes.defined()) {
       // Zero codes with zero absmax dequantize to exact zeros, as bitsandbytes' fresh state.
       const Shape blocks{ops::num_blocks_8bit(p.numel())};
-      s = {new_state(p.shape(), DType::u8), new_state(p.shape(), DType::u8), new_state(blocks, DType::f32),
-           new_state(blocks, DType::f32)};
+      // State lives with its parameter (on the GPU for a GPU model).
+      const Device d = p.device();
+      s = {new_state(p.shape(), DType::u8, d), new_state(p.shape(), DType::u8, d), new_state(blocks, DType::f32, d),
+           new_state(blocks, DType::f32, d)};
     }
     ops::adamw_8bit_step(p, ops::contiguous(g), s.m_codes, s.v_codes, s.m_absmax, s.v_absmax, h);
   }
@@ -79,10 +78,11 @@ void AdamW8bit::load_state_dict(const NamedTensors& state) {
     if (find(state, k + ".exp_avg_codes") == nullptr) continue;
     const Shape& shape = params_[i].shape();
     const Shape blocks{ops::num_blocks_8bit(params_[i].numel())};
-    state_[i] = {load(state, k + ".exp_avg_codes", shape, DType::u8),
-                 load(state, k + ".exp_avg_sq_codes", shape, DType::u8),
-                 load(state, k + ".exp_avg_absmax", blocks, DType::f32),
-                 load(state, k + ".exp_avg_sq_absmax", blocks, DType::f32)};
+    const Device d = params_[i].device();
+    state_[i] = {load(state, k + ".exp_avg_codes", shape, DType::u8, d),
+                 load(state, k + ".exp_avg_sq_codes", shape, DType::u8, d),
+                 load(state, k + ".exp_avg_absmax", blocks, DType::f32, d),
+                 load(state, k + ".exp_avg_sq_absmax", blocks, DType::f32, d)};
   }
 }
 

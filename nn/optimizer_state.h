@@ -14,8 +14,9 @@ namespace shardlab::nn::optimizer_state {
 Tensor zeros(const Shape& shape, DType dtype, Device device = Device::cpu());
 // The tensor called `name`, or nullptr.
 const Tensor* find(const NamedTensors& state, std::string_view name);
-// A fresh optimizer_state tensor holding a copy of state[name]; a missing name, another shape or
-// another dtype is an error naming `who` (the optimizer) and the entry.
-Tensor load(const NamedTensors& state, const std::string& name, const Shape& shape, DType dtype, const char* who);
+// A fresh optimizer_state tensor on `device` (its parameter's) holding a copy of state[name]; a
+// missing name, another shape or another dtype is an error naming `who` (the optimizer) and the entry.
+Tensor load(const NamedTensors& state, const std::string& name, const Shape& shape, DType dtype, Device device,
+            const char* who);
 
 }  // namespace shardlab::nn::optimizer_state

@@ -10,6 +10,9 @@
 namespace shardlab::ops {
 
 void copy_(const Tensor& dst, const Tensor& src) {
+  // Across devices (loading a checkpoint into a model on the GPU, say): the source comes over
+  // first, then the copy runs on the destination's device (layout, dtype and broadcast included).
+  if (src.device() != dst.device()) return copy_(dst, src.to(dst.device()));
   SL_FORWARD_TO_DEVICE(copy_, dst.device(), dst, src);
   check_cpu("copy_", {dst, src});
   Shape out = broadcast_shapes(dst.shape(), src.shape(), "copy_");
