@@ -26,6 +26,7 @@
 #include "tools/cli/data_parallel_options.h"
 #include "tools/cli/loss_plot.h"
 #include "tools/cli/run_setup.h"
+#include "tools/cli/runtime_caps.h"
 #include "tools/cli/train_adapter.h"
 #include "tools/config/deepspeed_config.h"
 #include "tools/config/train_config.h"
@@ -37,8 +38,11 @@ namespace fs = std::filesystem;
 
 namespace {
 
-void reject_unsupported(const config::TrainConfig& cfg, const std::string& path) {
-  SL_CHECK(cfg.device != config::DeviceKind::cuda, path, ": device cuda: training on CUDA is not supported yet");
+// One process trains on the GPU; several need the data-parallel engine over NCCL, not wired yet.
+void reject_unsupported(const config::TrainConfig& cfg, const std::string& path, bool data_parallel) {
+  SL_CHECK(cfg.device != config::DeviceKind::cuda || !data_parallel, path,
+           ": device cuda with data parallelism (several ranks, a ZeRO stage or FSDP): the engine runs on CPU "
+           "tensors over MPI for now; train on one GPU without a deepspeed/fsdp block, or use device: cpu");
 }
 
 // Every rank's memory ledger (CPU; peak and, in parentheses, live MiB per tag), gathered into one
@@ -82,8 +86,9 @@ int run_train(const std::vector<std::string>& argv) {
   SL_CHECK(args.positional().size() == 1, "shardlab train: expected one CONFIG.yaml, got ", args.positional().size(),
            " arguments");
   const std::string config_path = args.positional()[0];
-  const config::TrainConfig cfg = config::resolve_auto(config::load_train_config(config_path), config::RuntimeCaps{});
-  reject_unsupported(cfg, config_path);
+  const config::TrainConfig cfg = config::resolve_auto(config::load_train_config(config_path), detect_runtime_caps());
+  const Device device = cfg.device == config::DeviceKind::cuda ? Device::cuda(0) : Device::cpu();
+  apply_device_settings(cfg);
   const fs::path out_dir(cfg.output_dir);
   if (cfg.resume_from_checkpoint.empty() && fs::exists(out_dir) && !fs::is_empty(out_dir))
     SL_FAIL(config_path, ": output_dir '", cfg.output_dir,
@@ -125,6 +130,9 @@ int run_train(const std::vector<std::string>& argv) {
   // The engine runs whenever there is more than one rank or a ZeRO stage or FSDP is asked for; one
   // process without either keeps the plain path.
   const bool data_parallel = world->size() > 1 || ds.zero_stage > 0 || cfg.fsdp.enabled;
+  reject_unsupported(cfg, config_path, data_parallel);
+  // The model moves before the optimizer (and fp32 masters) are built, so their state is made there.
+  if (!device.is_cpu()) model->to(device);
 
   TrainingData data = load_training_data(cfg, *tokenizer, config_path);
   models::TrainValSplit& split = data.split;
@@ -198,6 +206,7 @@ int run_train(const std::vector<std::string>& argv) {
     optimizer = make_optimizer(std::move(stepped));
   }
   train::TrainerOptions to;
+  to.device = device;
   to.max_steps = total_steps;
   to.gradient_accumulation_steps = cfg.gradient_accumulation_steps;
   to.max_grad_norm = cfg.max_grad_norm;

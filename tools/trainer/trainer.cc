@@ -88,7 +88,7 @@ StepStats Trainer::step() {
   // backward, so the step's micro batches are drawn up front (they are only token ids).
   std::vector<MicroBatch> micro;
   for (int64_t i = 0; i < options_.gradient_accumulation_steps; ++i) {
-    micro.push_back(data_.next());
+    micro.push_back(data_.next().to(options_.device));
     s.target_tokens += micro.back().num_target_tokens;
     s.tokens += micro.back().inputs.input_ids.numel();
   }
@@ -353,13 +353,26 @@ void Trainer::load_full_checkpoint(const std::string& checkpoint_dir, json::Ref 
   }
 }
 
+MicroBatch MicroBatch::to(Device device) const {
+  auto move = [device](const Tensor& t) { return t.defined() ? t.to(device) : t; };
+  MicroBatch b = *this;
+  b.inputs.input_ids = move(inputs.input_ids);
+  b.inputs.positions = move(inputs.positions);
+  b.inputs.segment_ids = move(inputs.segment_ids);
+  b.labels = move(labels);
+  return b;
+}
+
 double evaluate(models::LlamaForCausalLM& model, const std::vector<MicroBatch>& batches) {
   NoGradGuard no_grad;
   const bool was_training = model.is_training();
   model.eval();
+  const std::vector<Tensor> params = model.parameters();
+  const Device device = params.empty() ? Device::cpu() : params.front().device();
   double total = 0.0;
   int64_t count = 0;
-  for (const MicroBatch& b : batches) {
+  for (const MicroBatch& batch : batches) {
+    const MicroBatch b = batch.to(device);
     auto [sum, n] = model.loss_sum(b.inputs, b.labels);
     total += sum.item();
     count += n;

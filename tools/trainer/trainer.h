@@ -24,6 +24,8 @@ struct MicroBatch {
   models::LlamaInputs inputs;
   Tensor labels;  // (B, T) i64, -100 = not a target
   int64_t num_target_tokens = 0;  // targets after the one-token shift
+  // The same batch with its tensors on `device` (batches are built on the host).
+  MicroBatch to(Device device) const;
 };
 
 // Where micro batches come from. Its state (epoch, position, ...) is saved in checkpoints.
@@ -62,6 +64,9 @@ struct TrainerOptions {
   // them through these (a PEFT adapter) instead of the full model's config.json + model.safetensors.
   std::function<void(const std::string& dir)> save_weights, load_weights;
   StateDictType state_dict_type = StateDictType::full;
+  // Where the model lives (moved there before the optimizer was built): each micro batch is moved
+  // there before its forward.
+  Device device = Device::cpu();
   // Called on every rank with the finished temporary checkpoint directory just before rank 0 renames
   // it into place (tests throw here to simulate a crash mid-save).
   std::function<void(const std::string& tmp_dir)> before_checkpoint_rename;
@@ -145,7 +150,7 @@ class Trainer {
   int64_t run_start_step_ = 0;
 };
 
-// The mean next-token loss of `model` over `batches` (no grad, eval mode).
+// The mean next-token loss of `model` over `batches` (no grad, eval mode), on the model's device.
 double evaluate(models::LlamaForCausalLM& model, const std::vector<MicroBatch>& batches);
 
 }  // namespace shardlab::train
