@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "autograd/engine.h"
+#include "distributed/host_staged_process_group.h"
 #include "autograd/functions.h"
 #include "core/error.h"
 #include "distributed/data_parallel.h"
@@ -125,7 +126,7 @@ StepFigures reference_step(models::LlamaForCausalLM& model, nn::AdamW& optimizer
 
 // The engine run, as data_parallel.h's usage: every rank divides by the GLOBAL token count.
 StepFigures engine_step(models::LlamaForCausalLM& model, dist::DataParallelEngine& engine, nn::AdamW& optimizer,
-                   models::DataLoader& loader, int64_t k) {
+                   models::DataLoader& loader, int64_t k, Device device) {
   engine.zero_grad();
   int64_t local_tokens = 0;
   const std::vector<models::Batch> micro = next_micro_batches(loader, k, local_tokens);
@@ -133,7 +134,9 @@ StepFigures engine_step(models::LlamaForCausalLM& model, dist::DataParallelEngin
   double loss = 0.0;
   for (int64_t i = 0; i < k; ++i) {
     engine.set_gradient_sync(i == k - 1);
-    auto [sum, n] = model.loss_sum(inputs_of(micro[i]), micro[i].labels);
+    const models::LlamaInputs in = inputs_of(micro[i]);
+    const auto on = [device](const Tensor& t) { return t.defined() ? t.to(device) : t; };
+    auto [sum, n] = model.loss_sum({on(in.input_ids), on(in.positions), on(in.segment_ids)}, on(micro[i].labels));
     loss += sum.item();
     backward(sum * (1.0 / tokens));
   }
@@ -202,6 +205,10 @@ ParityReport run_parity(dist::ProcessGroup& group, const ParityCase& c) {
   models::DataLoader reference_data = make_loader(c.micro_batch_size * world, 0, 1);
 
   auto model = build_model(c);
+  if (!c.device.is_cpu()) model->to(c.device);
+  // A device run's collectives go through host staging (the harness does not own `group`).
+  const std::shared_ptr<dist::ProcessGroup> engine_group =
+      dist::for_device(std::shared_ptr<dist::ProcessGroup>(&group, [](dist::ProcessGroup*) {}), c.device);
   dist::DataParallelOptions options;
   options.preset = c.preset;
   options.reduce_bucket_size = 8192;  // several buckets, some parameters larger than one
@@ -211,7 +218,7 @@ ParityReport run_parity(dist::ProcessGroup& group, const ParityCase& c) {
   options.wrap = c.wrap;
   options.prefetch_bucket_size = c.prefetch_bucket_size;
   options.param_persistence_threshold = c.param_persistence_threshold;
-  dist::DataParallelEngine engine(*model, group, options);
+  dist::DataParallelEngine engine(*model, *engine_group, options);
   nn::AdamW optimizer(engine.optimizer_params(), kLearningRate, 0.9, 0.999, 1e-8, kWeightDecay);
   optimizer.set_lr(kLearningRate);
   models::DataLoader data = make_loader(c.micro_batch_size, rank, world);
@@ -233,7 +240,7 @@ ParityReport run_parity(dist::ProcessGroup& group, const ParityCase& c) {
   LocalFirst first;
   for (int64_t step = 1; step <= c.steps; ++step) {
     const StepFigures want = reference_step(*reference, reference_opt, reference_data, k);
-    const StepFigures got = engine_step(*model, engine, optimizer, data, k);
+    const StepFigures got = engine_step(*model, engine, optimizer, data, k, c.device);
     report.reference_losses.push_back(want.loss);
     report.losses.push_back(got.loss);
     // zero3 / hybrid_shard: the trained parameters are shards between uses; gather them to compare.

@@ -57,6 +57,9 @@ struct ParityCase {
   int64_t prefetch_bucket_size = 50000000;
   int64_t param_persistence_threshold = 0;
   std::optional<Injection> inject;
+  // Where the engine run's model lives (the reference stays on the CPU). A device run uses the
+  // group through dist::for_device (host-staged collectives).
+  Device device = Device::cpu();
 };
 
 // The first place where the run left the reference: the earliest step, and in it the loss (checked

@@ -10,6 +10,7 @@
 
 #include "distributed/init.h"
 #include "tests/distributed/parity/parity_harness.h"
+#include "tests/support/emulated_cuda.h"
 
 namespace shardlab::parity {
 namespace {
@@ -107,6 +108,24 @@ TEST(ParityHybrid, EveryShardGroupSize) {
 
 // The harness must be able to fail: a fault on the last rank after step 2's update is reported at
 // step 2, naming that tensor and that rank (later steps diverge everywhere; the first is what counts).
+// The engine on device tensors (the emulated CUDA device: host memory, CPU kernels, mixed devices
+// rejected) with host-staged collectives: every step matches the CPU reference within the same
+// tolerances (the kernels are the CPU's, so only the summation order differs, as on the CPU).
+TEST(ParityOnDevice, DdpZero1Zero2WithHostStagedCollectives) {
+  testing::use_emulated_cuda();
+  for (dist::Preset preset : {dist::Preset::ddp, dist::Preset::zero1, dist::Preset::zero2}) {
+    ParityCase c;
+    c.preset = preset;
+    c.gradient_accumulation_steps = 2;
+    c.device = Device::cuda(0);
+    const ParityReport r = run_parity(world(), c);
+    print(case_name(c) + " on cuda:0 (emulated)", r);
+    EXPECT_FALSE(r.first.has_value()) << case_name(c) << ": " << r.first->message();
+    EXPECT_GT(r.max_param_change, 20 * kParameterTolerance) << case_name(c);
+  }
+  testing::remove_emulated_cuda();
+}
+
 TEST(ParityHarness, NamesTheStepTensorAndRankOfAnInjectedFault) {
   ParityCase c;
   c.preset = dist::Preset::zero2;
