@@ -12,7 +12,7 @@ void register_elementwise_kernels(DeviceKernels& k);   // arithmetic, math, comp
 void register_reduce_kernels(DeviceKernels& k);        // sum, mean, max, argmax, max_backward, softmax family, sum_of_squares
 void register_loss_lookup_kernels(DeviceKernels& k);   // embedding (+ backward), cross-entropy (+ backward)
 void register_llama_fused_kernels(DeviceKernels& k);   // rms_norm, rope, swiglu (forward and backward)
-void register_optimizer_kernels(DeviceKernels& k);     // adamw_step, sgd_step, 8-bit AdamW and blockwise (de)quantization
+void register_optimizer_kernels(DeviceKernels& k);     // adamw_step, adamw_step_multi, sgd_step, 8-bit AdamW, blockwise (de)quantization
 void register_nf4_kernels(DeviceKernels& k);           // nf4_quantize, nf4_absmax, nf4_dequantize, nf4_linear (+ backward)
 void register_matmul_kernels(DeviceKernels& k);        // matmul through cuBLASLt
 void register_attention_kernels(DeviceKernels& k);     // flash attention forward and backward

@@ -167,10 +167,9 @@ __global__ void __launch_bounds__(kMultiThreads)
 
 // Uploads the table of the parameters `which` (all of dtype T) and launches one block per chunk.
 template <typename T>
-void launch_multi_tensor(const std::vector<size_t>& which, const std::vector<Tensor>& params,
+void launch_multi_tensor(const char* op, const std::vector<size_t>& which, const std::vector<Tensor>& params,
                          const std::vector<Tensor>& grads, const std::vector<Tensor>& ms,
                          const std::vector<Tensor>& vs, const ops::AdamWHyper& h, Device device, cudaStream_t stream) {
-  const char* op = "multi_tensor_adamw_step";
   std::vector<TensorSlot> slots;
   std::vector<ChunkRef> refs;
   for (size_t i : which) {
@@ -265,11 +264,10 @@ void adamw_8bit_step_cuda(const Tensor& param, const Tensor& grad, const Tensor&
   });
 }
 
-}  // namespace
-
-void multi_tensor_adamw_step(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
-                             const std::vector<Tensor>& ms, const std::vector<Tensor>& vs, const ops::AdamWHyper& h) {
-  const char* op = "multi_tensor_adamw_step";
+// The multi-tensor AdamW under the name `op` (errors name it and the index of a bad entry): every
+// entry is checked before any is written.
+void multi_tensor_adamw(const char* op, const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
+                        const std::vector<Tensor>& ms, const std::vector<Tensor>& vs, const ops::AdamWHyper& h) {
   SL_CHECK(grads.size() == params.size() && ms.size() == params.size() && vs.size() == params.size(), op,
            ": got ", params.size(), " parameters, ", grads.size(), " gradients, ", ms.size(), " first moments and ",
            vs.size(), " second moments; the lists must have equal lengths");
@@ -296,13 +294,28 @@ void multi_tensor_adamw_step(const std::vector<Tensor>& params, const std::vecto
       if (params[i].dtype() == dtype) which.push_back(i);
     if (which.empty()) continue;
     dispatch_cuda_float(dtype, op, [&]<typename T>() {
-      launch_multi_tensor<T>(which, params, grads, ms, vs, h, device, stream);
+      launch_multi_tensor<T>(op, which, params, grads, ms, vs, h, device, stream);
     });
   }
 }
 
+// The op table's adamw_step_multi (ops::adamw_step_multi forwards here for CUDA tensors).
+void adamw_step_multi_cuda(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
+                           const std::vector<Tensor>& exp_avgs, const std::vector<Tensor>& exp_avg_sqs,
+                           const ops::AdamWHyper& h) {
+  multi_tensor_adamw("adamw_step_multi", params, grads, exp_avgs, exp_avg_sqs, h);
+}
+
+}  // namespace
+
+void multi_tensor_adamw_step(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
+                             const std::vector<Tensor>& ms, const std::vector<Tensor>& vs, const ops::AdamWHyper& h) {
+  multi_tensor_adamw("multi_tensor_adamw_step", params, grads, ms, vs, h);
+}
+
 void register_optimizer_kernels(DeviceKernels& k) {
   k.adamw_step = &adamw_step_cuda;
+  k.adamw_step_multi = &adamw_step_multi_cuda;
   k.sgd_step = &sgd_step_cuda;
   k.adamw_8bit_step = &adamw_8bit_step_cuda;
   k.quantize_blockwise = &quantize_blockwise_cuda;

@@ -2,6 +2,7 @@
 #include "nn/optimizer.h"
 
 #include <cmath>
+#include <vector>
 
 #include "autograd/grad_mode.h"
 #include "core/ops.h"
@@ -44,6 +45,13 @@ void AdamW::step() {
   NoGradGuard no_grad;
   ++steps_;
   ops::AdamWHyper h{lr_, beta1_, beta2_, eps_, weight_decay_, steps_};
+  // The parameters with a gradient, grouped by device (normally one group): one multi-tensor op per
+  // group, which on a GPU is one launch per dtype instead of one per parameter.
+  struct Group {
+    Device device;
+    std::vector<Tensor> params, grads, exp_avgs, exp_avg_sqs;
+  };
+  std::vector<Group> groups;
   for (size_t i = 0; i < params_.size(); ++i) {
     const Tensor& p = params_[i];
     Tensor g = p.grad();
@@ -52,8 +60,17 @@ void AdamW::step() {
       exp_avg_[i] = new_state(p);
       exp_avg_sq_[i] = new_state(p);
     }
-    ops::adamw_step(p, ops::contiguous(g), exp_avg_[i], exp_avg_sq_[i], h);
+    Group* group = nullptr;
+    for (Group& candidate : groups)
+      if (candidate.device == p.device()) group = &candidate;
+    if (group == nullptr) group = &groups.emplace_back(Group{p.device(), {}, {}, {}, {}});
+    group->params.push_back(p);
+    group->grads.push_back(ops::contiguous(g));
+    group->exp_avgs.push_back(exp_avg_[i]);
+    group->exp_avg_sqs.push_back(exp_avg_sq_[i]);
   }
+  for (const Group& group : groups)
+    ops::adamw_step_multi(group.params, group.grads, group.exp_avgs, group.exp_avg_sqs, h);
 }
 
 NamedTensors AdamW::state_dict() const {

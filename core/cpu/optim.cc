@@ -1,5 +1,6 @@
 // CPU kernels for the fused optimizer updates and the squared norm used by clipping.
 #include <cmath>
+#include <string>
 
 #include "core/device_kernels.h"
 #include "core/checks.h"
@@ -58,6 +59,45 @@ void adamw_step(const Tensor& param, const Tensor& grad, const Tensor& m, const 
       p[i] = static_cast<T>(pi);
     }
   });
+}
+
+namespace {
+// The device SL_FORWARD_TO_DEVICE dispatches a tensor list on: its first tensor's (the CPU for an
+// empty list or an undefined first entry, whose checks below then fail or do nothing).
+Device list_device(const std::vector<Tensor>& ts) {
+  return !ts.empty() && ts.front().defined() ? ts.front().device() : Device::cpu();
+}
+}  // namespace
+
+void adamw_step_multi(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
+                      const std::vector<Tensor>& exp_avgs, const std::vector<Tensor>& exp_avg_sqs,
+                      const AdamWHyper& h) {
+  SL_FORWARD_TO_DEVICE(adamw_step_multi, list_device(params), params, grads, exp_avgs, exp_avg_sqs, h);
+  const char* op = "adamw_step_multi";
+  SL_CHECK(grads.size() == params.size() && exp_avgs.size() == params.size() && exp_avg_sqs.size() == params.size(),
+           op, ": got ", params.size(), " parameters, ", grads.size(), " gradients, ", exp_avgs.size(),
+           " first moments and ", exp_avg_sqs.size(), " second moments; the lists must have equal lengths");
+  SL_CHECK(h.step >= 1, op, ": step must be >= 1, got ", h.step);
+  if (params.empty()) return;
+  SL_TRACE_OP(op, params.front());
+  // Every entry is checked before the first is written, so a bad entry leaves all of them as they were.
+  const Device device = list_device(params);
+  for (size_t i = 0; i < params.size(); ++i) {
+    const std::string what = std::string(op) + " (tensor " + std::to_string(i) + ")";
+    const Tensor* args[] = {&params[i], &grads[i], &exp_avgs[i], &exp_avg_sqs[i]};
+    const char* names[] = {"parameter", "gradient", "first moment", "second moment"};
+    for (int k = 0; k < 4; ++k) {
+      SL_CHECK(args[k]->defined(), what, ": the ", names[k], " is an undefined tensor");
+      SL_CHECK(args[k]->device() == device, what, ": the ", names[k], " (shape ", shape_str(args[k]->shape()),
+               ") is on ", args[k]->device().str(), " but the first parameter is on ", device.str(),
+               "; all tensors must be on one device");
+    }
+    check_float(what.c_str(), params[i]);
+    check_update(what.c_str(), params[i], grads[i], exp_avgs[i], state_dtype_for(params[i].dtype()));
+    check_update(what.c_str(), params[i], grads[i], exp_avg_sqs[i], state_dtype_for(params[i].dtype()));
+  }
+  // The CPU has no launches to save: the per-tensor kernel, in list order.
+  for (size_t i = 0; i < params.size(); ++i) adamw_step(params[i], grads[i], exp_avgs[i], exp_avg_sqs[i], h);
 }
 
 void sgd_step(const Tensor& param, const Tensor& grad, const Tensor& momentum_buffer, const SgdHyper& h) {

@@ -2,6 +2,8 @@
 // They run under no-grad by construction (raw ops) and bump the versions of what they write.
 #pragma once
 
+#include <vector>
+
 #include "core/tensor.h"
 
 namespace shardlab::ops {
@@ -19,6 +21,15 @@ struct AdamWHyper {
 // f32, or f64 for f64); grad has param's dtype; m and v are f32 (f64 for f64 params). All
 // contiguous, same numel.
 void adamw_step(const Tensor& param, const Tensor& grad, const Tensor& m, const Tensor& v, const AdamWHyper& h);
+// adamw_step(params[i], grads[i], exp_avgs[i], exp_avg_sqs[i], h) for every i, as one op: on a GPU
+// one launch per parameter dtype instead of one per tensor (cuda/multi_tensor_adamw.h); on the CPU
+// the same per-tensor updates, bit for bit. The four lists have equal lengths; every tensor is on
+// the first parameter's device; params may mix dtypes; no two entries may share memory (a GPU
+// updates them all at once). All entries are checked before any is written. An empty list does
+// nothing.
+void adamw_step_multi(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
+                      const std::vector<Tensor>& exp_avgs, const std::vector<Tensor>& exp_avg_sqs,
+                      const AdamWHyper& h);
 
 struct SgdHyper {
   double lr = 1e-2;

@@ -1,6 +1,7 @@
 // CUDA optimizer kernels (cuda/optimizer_kernels.cu, cuda/adamw_8bit.cu) against the CPU ones on
 // identical state: AdamW and SGD in every float dtype over several steps, the multi-tensor AdamW
-// against per-tensor CPU steps, 8-bit AdamW and blockwise (de)quantization, and argument errors.
+// against per-tensor CPU steps (directly and as the op ops::adamw_step_multi), 8-bit AdamW and
+// blockwise (de)quantization, and argument errors.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -134,6 +135,65 @@ TEST(CudaOptimizer, MultiTensorAdamWChecksItsLists) {
     FAIL() << "a CPU tensor did not throw";
   } catch (const Error& e) {
     EXPECT_THAT(e.what(), HasSubstr("multi_tensor_adamw_step (tensor 1)"));
+  }
+}
+
+TEST(CudaOptimizer, AdamWStepMultiOpMatchesCpu) {
+  SL_SKIP_WITHOUT_CUDA();
+  // The op-table entry (what nn::AdamW calls): mixed dtypes and shapes, a chunk boundary, an empty
+  // tensor, against the CPU op over the same lists.
+  const std::vector<std::pair<Shape, DType>> specs = {{{3, 5}, DType::f32},   {{65537}, DType::f32},
+                                                      {{17}, DType::bf16},    {{2, 3, 4}, DType::f16},
+                                                      {{9}, DType::f64},      {{0}, DType::f32},
+                                                      {{129, 513}, DType::bf16}};
+  std::vector<AdamState> cpu, gpu;
+  for (size_t i = 0; i < specs.size(); ++i) {
+    const Shape& shape = specs[i].first;
+    const DType dt = specs[i].second;
+    cpu.push_back({Tensor::randn(shape, 10 * i + 1, dt), Tensor::randn(shape, 10 * i + 2, dt),
+                   Tensor::randn(shape, 10 * i + 3, state_dtype(dt), 0.0, 0.1),
+                   Tensor::rand(shape, 10 * i + 4, state_dtype(dt), 0.0, 0.01)});
+    gpu.push_back(to_gpu(cpu.back()));
+  }
+  auto lists = [](const std::vector<AdamState>& states) {
+    std::vector<std::vector<Tensor>> l(4);
+    for (const AdamState& s : states) {
+      l[0].push_back(s.p);
+      l[1].push_back(s.g);
+      l[2].push_back(s.m);
+      l[3].push_back(s.v);
+    }
+    return l;
+  };
+  const auto c = lists(cpu), g = lists(gpu);
+  ops::AdamWHyper h;
+  h.lr = 3e-3;
+  h.weight_decay = 0.05;
+  for (int64_t step = 1; step <= 3; ++step) {
+    h.step = step;
+    ops::adamw_step_multi(c[0], c[1], c[2], c[3], h);
+    ops::adamw_step_multi(g[0], g[1], g[2], g[3], h);
+  }
+  for (size_t i = 0; i < specs.size(); ++i)
+    expect_state_matches(gpu[i], cpu[i], "adamw_step_multi #" + std::to_string(i) + " " + dtype_name(specs[i].second) +
+                                             " " + shape_str(specs[i].first));
+  ops::adamw_step_multi({}, {}, {}, {}, h);  // an empty list is a no-op on the device too
+
+  // Errors name the op and the bad entry; a CPU tensor in a CUDA list is rejected before any write.
+  const Tensor p0 = gpu[0].p.to(Device::cpu());
+  try {
+    ops::adamw_step_multi({gpu[0].p, gpu[2].p}, {gpu[0].g, cpu[2].g}, {gpu[0].m, gpu[2].m}, {gpu[0].v, gpu[2].v}, h);
+    FAIL() << "a CPU gradient in a CUDA list did not throw";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("adamw_step_multi (tensor 1)"));
+  }
+  expect_matches_cpu(gpu[0].p, p0, Tolerance{0.0, 0.0}, "param 0 after a failed call");
+  try {
+    ops::adamw_step_multi({gpu[0].p}, {}, {gpu[0].m}, {gpu[0].v}, h);
+    FAIL() << "unequal lists did not throw";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("adamw_step_multi"));
+    EXPECT_THAT(e.what(), HasSubstr("equal lengths"));
   }
 }
 

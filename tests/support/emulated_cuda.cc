@@ -6,6 +6,7 @@
 #include <cstring>
 #include <memory>
 #include <type_traits>
+#include <vector>
 
 #include "core/device_kernels.h"
 #include "core/ops.h"
@@ -55,6 +56,11 @@ decltype(auto) to_host(T&& x) {
   using U = std::remove_cvref_t<T>;
   if constexpr (std::is_same_v<U, Tensor>) {
     return host_view(x);
+  } else if constexpr (std::is_same_v<U, std::vector<Tensor>>) {
+    std::vector<Tensor> views;
+    views.reserve(x.size());
+    for (const Tensor& t : x) views.push_back(host_view(t));
+    return views;
   } else if constexpr (std::is_same_v<U, ops::AttentionOptions>) {
     ops::AttentionOptions o = x;
     o.segment_ids = host_view(x.segment_ids);
@@ -111,6 +117,8 @@ void find_device(Device& d, bool& found, const T& x) {
     if (x.defined()) d = x.device(), found = true;
   } else if constexpr (std::is_same_v<std::remove_cvref_t<T>, Nf4Tensor>) {
     if (x.packed.defined()) d = x.packed.device(), found = true;
+  } else if constexpr (std::is_same_v<std::remove_cvref_t<T>, std::vector<Tensor>>) {
+    if (!x.empty()) find_device(d, found, x.front());  // the list op's dispatch tensor
   }
 }
 
@@ -130,6 +138,11 @@ void check_on(Device d, const char* op, const T& x) {
               " (emulated CUDA backend: move it to the device first)");
   } else if constexpr (std::is_same_v<std::remove_cvref_t<T>, ops::AttentionOptions>) {
     check_on(d, op, x.segment_ids);
+  } else if constexpr (std::is_same_v<std::remove_cvref_t<T>, std::vector<Tensor>>) {
+    for (size_t i = 0; i < x.size(); ++i)
+      if (x[i].defined() && x[i].device() != d)
+        SL_FAIL(op, " (tensor ", i, "): a tensor on ", x[i].device().str(), " was passed with tensors on ", d.str(),
+                " (emulated CUDA backend: move it to the device first)");
   }
 }
 
