@@ -1,6 +1,8 @@
 // fp32 master weights: allocation under optimizer_state, grad hand-over and write-back.
 #include "nn/master_weights.h"
 
+#include <cmath>
+
 #include "autograd/grad_mode.h"
 #include "core/memory_ledger.h"
 #include "core/ops.h"
@@ -34,6 +36,10 @@ bool MasterWeights::grads_to_masters(double inv_scale) {
   NoGradGuard no_grad;
   MemTagScope tag(MemTag::gradient);
   bool overflow = false;
+  // On a GPU every host read of a flag waits for the device: the per-tensor sums of the unscaled
+  // gradients are added up there and read once for the whole model (the check DeepSpeed makes: a
+  // sum is finite iff its elements are). On the CPU the fused scan of unscale_into is cheaper.
+  Tensor device_total;
   for (size_t i = 0; i < model_params_.size(); ++i) {
     Tensor g = model_params_[i].grad();
     if (!g.defined()) {
@@ -42,12 +48,19 @@ bool MasterWeights::grads_to_masters(double inv_scale) {
     }
     Tensor mg = masters_[i].grad();
     if (!mg.defined() || mg.shape() != g.shape()) mg = Tensor::empty(g.shape(), DType::f32, g.device());
-    overflow |= unscale_into(mg, g, inv_scale);
+    if (g.device().is_cpu()) {
+      overflow |= unscale_into(mg, g, inv_scale);
+    } else {
+      ops::copy_(mg, ops::mul_scalar(g, inv_scale));
+      const Tensor s = ops::to_dtype(ops::sum(mg), DType::f64);
+      device_total = device_total.defined() ? ops::add(device_total, s) : s;
+    }
     masters_[i].set_grad(mg);
     // The 16-bit gradient has served its purpose: freeing it now keeps 4 B/param of gradients
     // (the f32 copy) instead of 6 until the next step.
     model_params_[i].set_grad(Tensor());
   }
+  if (device_total.defined()) overflow |= !std::isfinite(device_total.item());
   return overflow;
 }
 

@@ -5,10 +5,13 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "autograd/functions.h"
 #include "core/memory_ledger.h"
 #include "models/llama.h"
 #include "nn/optimizer.h"
+#include "nn/master_weights.h"
 #include "nn/optimizer_8bit.h"
 #include "tests/support/emulated_cuda.h"
 
@@ -96,6 +99,25 @@ TEST(LlamaOnDevice, EightBitAdamWKeepsItsCodesOnTheDeviceAndMatchesTheCpu) {
     return losses;
   };
   EXPECT_EQ(run(Device::cuda(0)), run(Device::cpu()));
+  testing::remove_emulated_cuda();
+}
+
+// fp16 overflow on a device: the masters' gradients are unscaled there and one host read decides
+// the step for the whole model (an inf in any tensor is seen).
+TEST(LlamaOnDevice, MasterWeightsFindAnOverflowInAnyTensorWithOneRead) {
+  testing::use_emulated_cuda();
+  const Device gpu = Device::cuda(0);
+  std::vector<Tensor> params = {Tensor::zeros({3}, DType::f16).to(gpu), Tensor::zeros({2, 2}, DType::f16).to(gpu)};
+  for (Tensor& p : params) p.set_requires_grad(true);
+  nn::MasterWeights masters(params);
+  params[0].set_grad(Tensor::from_vector({1, 2, 3}, {3}, DType::f16).to(gpu));
+  params[1].set_grad(Tensor::from_vector({4, 5, 6, 8}, {2, 2}, DType::f16).to(gpu));
+  EXPECT_FALSE(masters.grads_to_masters(0.5));
+  EXPECT_EQ(masters.masters()[1].grad().device(), gpu);
+  EXPECT_EQ(masters.masters()[1].grad().to_double_vector(), (std::vector<double>{2, 2.5, 3, 4}));
+  params[0].set_grad(Tensor::from_vector({1, 2, 3}, {3}, DType::f16).to(gpu));
+  params[1].set_grad(Tensor::from_vector({4, INFINITY, 6, 8}, {2, 2}, DType::f16).to(gpu));
+  EXPECT_TRUE(masters.grads_to_masters(0.5)) << "an inf in the second tensor must skip the step";
   testing::remove_emulated_cuda();
 }
 
