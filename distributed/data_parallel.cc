@@ -51,6 +51,9 @@ void DataParallelEngine::build_buckets(const std::vector<Tensor>& params) {
   for (const Tensor& p : params)
     if (p.requires_grad() && seen.insert(p.impl()).second) params_.push_back(p);
   SL_CHECK(!params_.empty(), "data parallel: the model has no trainable parameters");
+  SL_CHECK(!options_.offload_optimizer || !params_[0].device().is_cpu(),
+           "data parallel: offload_optimizer moves the optimizer off the GPU, but the parameters are on the CPU "
+           "already (train with device: cuda, or drop offload_optimizer)");
   param_dtype_ = params_[0].dtype();
   SL_CHECK(param_dtype_ == DType::f32 || is_16bit(param_dtype_), "data parallel: parameters of dtype ",
            dtype_name(param_dtype_), " are not supported (f32, bf16 or f16)");
@@ -102,9 +105,10 @@ void DataParallelEngine::build_buckets(const std::vector<Tensor>& params) {
     const int64_t own_offset = plan_.shard_optimizer_state ? L.shard_offset(rank) : 0;
     const int64_t own_numel = plan_.shard_optimizer_state ? L.shard_numel : L.padded_numel;
     Tensor own = ops::narrow(st->params, 0, own_offset, own_numel);
-    if (is_16bit(param_dtype_)) {
+    if (is_16bit(param_dtype_) || options_.offload_optimizer) {
       MemTagScope tag(MemTag::optimizer_state);  // ZeRO counts fp32 masters with the optimizer
-      Tensor master = Tensor::empty({own_numel}, DType::f32, device);
+      // Offloaded: the master shard (and so the optimizer's state, made beside it) is on the host.
+      Tensor master = Tensor::empty({own_numel}, DType::f32, options_.offload_optimizer ? Device::cpu() : device);
       ops::copy_(master, own);
       masters_.push_back(master);
       own = master;

@@ -36,7 +36,10 @@ bool DataParallelEngine::unscale_gradients(double inv_scale) {
     Tensor g = shard_grad(static_cast<int>(b));
     if (has_master_weights()) {
       MemTagScope tag(MemTag::gradient);  // transient: dropped by update_parameters()
-      Tensor mg = Tensor::empty(g.shape(), DType::f32, g.device());
+      const Tensor& master = optimizer_params()[b];
+      // Offload: the reduced shard comes down to the host, where its master and the optimizer are.
+      if (g.device() != master.device()) g = g.to(master.device());
+      Tensor mg = Tensor::empty(g.shape(), DType::f32, master.device());
       overflow |= nn::unscale_into(mg, g, inv_scale);
       optimizer_params()[b].set_grad(mg);
     } else {

@@ -93,6 +93,11 @@ struct DataParallelOptions {
   // after each step (DeepSpeed's stage3_param_persistence_threshold). 0: none.
   int64_t param_persistence_threshold = 0;
 
+  // ZeRO-Offload (DeepSpeed's offload_optimizer: cpu): the fp32 master shards and the optimizer
+  // state live on the CPU and the optimizer steps there; each step the reduced gradient shard is
+  // copied down and the updated shard copied back up. For parameters on a GPU; ddp/zero1/zero2.
+  bool offload_optimizer = false;
+
   // Record the engine's events (hook fired, bucket issued, bucket finished) for inspection and
   // tests. Observation only: recording never changes what runs or when.
   bool record_events = false;

@@ -1,8 +1,9 @@
 // DeepSpeed's zero_optimization block and the startup checks: Axolotl's ZeRO-1/2/3 files load with
 // the values they write, every knob reaches DistributedSettings, keys without a meaning are errors
 // naming the file and key, and at startup train_batch_size must equal micro x accumulation x world
-// size, "auto" bucket sizes come from hidden_size, and offload is a clear error (the model lives on
-// the CPU); ZeRO-3 itself is the engine's to accept (dist::preset_from_zero_stage).
+// size, "auto" bucket sizes come from hidden_size, and offload is a clear error on a CPU run (on a
+// GPU the optimizer offload runs; parameter and NVMe offload are errors); ZeRO-3 itself is the
+// engine's to accept (dist::preset_from_zero_stage).
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -105,6 +106,17 @@ TEST(DeepSpeedZero, AxolotlZero3FilesLoadAndOffloadIsAClearError) {
                                               HasSubstr("offload needs the model on a CUDA device")));
   EXPECT_THAT(runtime_error(with_zero(R"({"stage": 3, "offload_param": {"device": "nvme"}})"), 1),
               HasSubstr("offload_param.device nvme: offload needs the model on a CUDA device"));
+  // On a GPU the optimizer offload is what it says; parameter offload and NVMe are not built yet.
+  TrainConfig on_gpu = with_ds(kAxolotl + "axolotl_zero2.json");
+  on_gpu.device = DeviceKind::cuda;
+  EXPECT_EQ(check_distributed_runtime(on_gpu, {2, 32}).offload_optimizer.device, OffloadDevice::cpu);
+  TrainConfig params_on_gpu = params;
+  params_on_gpu.device = DeviceKind::cuda;
+  EXPECT_THAT(runtime_error(params_on_gpu, 2), AllOf(HasSubstr("zero_optimization.offload_param.device cpu"),
+                                                     HasSubstr("parameter offload is not supported yet")));
+  TrainConfig nvme_on_gpu = with_zero(R"({"stage": 2, "offload_optimizer": {"device": "nvme"}})");
+  nvme_on_gpu.device = DeviceKind::cuda;
+  EXPECT_THAT(runtime_error(nvme_on_gpu, 1), HasSubstr("offload_optimizer.device nvme is not supported (cpu is)"));
   // torch.compile has no meaning here.
   EXPECT_THAT(error_of([] { with_ds(kAxolotl + "axolotl_zero1_torch_compile.json"); }),
               AllOf(HasSubstr("axolotl_zero1_torch_compile.json"), HasSubstr("\"compile\" is not supported yet")));

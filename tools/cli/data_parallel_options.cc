@@ -59,6 +59,7 @@ dist::DataParallelOptions data_parallel_options(const config::TrainConfig& cfg, 
       o.prefetch_bucket_size = *ds.stage3_prefetch_bucket_size;
       o.param_persistence_threshold = *ds.stage3_param_persistence_threshold;
     }
+    o.offload_optimizer = ds.offload_optimizer.device == config::OffloadDevice::cpu;
   }
   dist::validate(o);
   return o;
@@ -78,6 +79,7 @@ std::string describe(const dist::DataParallelOptions& o, int world_size) {
   } else if (o.preset != dist::Preset::ddp) {
     s += ", all-gather bucket " + std::to_string(o.allgather_bucket_size) + " elements";
   }
+  if (o.offload_optimizer) s += ", optimizer offloaded to the CPU (fp32 masters and state on the host)";
   s += std::string(", overlap_comm ") + (o.overlap_comm ? "on" : "off");
   if (!o.broadcast_initial_parameters) s += ", no initial broadcast (sync_module_states false)";
   return s;

@@ -27,6 +27,7 @@
 #include "tools/cli/loss_plot.h"
 #include "tools/cli/run_setup.h"
 #include "tools/cli/runtime_caps.h"
+#include "distributed/host_staged_process_group.h"
 #include "tools/cli/train_adapter.h"
 #include "tools/config/deepspeed_config.h"
 #include "tools/config/train_config.h"
@@ -38,11 +39,13 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// One process trains on the GPU; several need the data-parallel engine over NCCL, not wired yet.
-void reject_unsupported(const config::TrainConfig& cfg, const std::string& path, bool data_parallel) {
-  SL_CHECK(cfg.device != config::DeviceKind::cuda || !data_parallel, path,
-           ": device cuda with data parallelism (several ranks, a ZeRO stage or FSDP): the engine runs on CPU "
-           "tensors over MPI for now; train on one GPU without a deepspeed/fsdp block, or use device: cpu");
+// On a GPU the engine runs DDP, ZeRO-1 and ZeRO-2 (host-staged collectives); sharding the
+// parameters themselves needs gathered unit buffers that release and re-acquire device memory in
+// place, which the engine does on the CPU only so far.
+void reject_unsupported(const config::TrainConfig& cfg, const std::string& path, dist::Preset preset) {
+  SL_CHECK(cfg.device != config::DeviceKind::cuda || !dist::shards_parameters(preset), path, ": device cuda with ",
+           dist::preset_name(preset), ": parameter sharding (ZeRO-3 / FSDP full or hybrid) runs on the CPU only so far; "
+           "use ddp, zero1 or zero2 (or fsdp SHARD_GRAD_OP / NO_SHARD) on the GPU, or device: cpu");
 }
 
 // Every rank's memory ledger (CPU; peak and, in parentheses, live MiB per tag), gathered into one
@@ -130,7 +133,6 @@ int run_train(const std::vector<std::string>& argv) {
   // The engine runs whenever there is more than one rank or a ZeRO stage or FSDP is asked for; one
   // process without either keeps the plain path.
   const bool data_parallel = world->size() > 1 || ds.zero_stage > 0 || cfg.fsdp.enabled;
-  reject_unsupported(cfg, config_path, data_parallel);
   // The model moves before the optimizer (and fp32 masters) are built, so their state is made there.
   if (!device.is_cpu()) model->to(device);
 
@@ -184,17 +186,21 @@ int run_train(const std::vector<std::string>& argv) {
   std::unique_ptr<nn::MasterWeights> masters;
   std::unique_ptr<nn::DynamicLossScaler> scaler;
   std::unique_ptr<nn::Optimizer> optimizer;
+  std::shared_ptr<dist::ProcessGroup> engine_group;  // declared first: it outlives the engine in dp
   dist::DataParallelSetup dp;
   if (data_parallel) {
     // The engine broadcasts rank 0's parameters, keeps the (sharded) fp32 masters and the optimizer
     // steps its shards. DeepSpeed's or FSDP's knobs when the config gives them, else the engine's.
     const dist::DataParallelOptions o = data_parallel_options(cfg, ds, world->size());
-    dp = dist::make_data_parallel(*model, *world, o, precision, make_optimizer, sc);
+    reject_unsupported(cfg, config_path, o.preset);
+    // GPU tensors travel through host copies around the MPI collectives (NCCL is not wired yet).
+    engine_group = dist::for_device(world, device);
+    dp = dist::make_data_parallel(*model, *engine_group, o, precision, make_optimizer, sc);
     optimizer = std::move(dp.optimizer);
     scaler = std::move(dp.scaler);
     if (rank0)
       std::printf("# data parallel: world size %d (%s), %s, collective timeout %ld s\n", world->size(),
-                  world->backend_name().c_str(), describe(o, world->size()).c_str(),
+                  engine_group->backend_name().c_str(), describe(o, world->size()).c_str(),
                   static_cast<long>(world->timeout().count() / 1000));
   } else {
     std::vector<Tensor> stepped = model->trainable_parameters();

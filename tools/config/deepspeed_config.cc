@@ -246,15 +246,22 @@ DistributedSettings check_distributed_runtime(const TrainConfig& c, const Runtim
              " = ", global, "; make them agree or set train_batch_size to \"auto\"");
   }
   // ZeRO-3 is decided by the engine (dist::preset_from_zero_stage), which knows whether it has it.
-  // Offload moves model state from a GPU to host memory; this build trains on the CPU, so there is
-  // nothing to move, and a silent no-op would misreport what the run does.
+  // Offload moves model state from a GPU to host memory: on a CPU run there is nothing to move, and
+  // a silent no-op would misreport what the run does. offload_optimizer: cpu runs on a GPU (the
+  // engine steps fp32 masters on the host); NVMe and offload_param are not built yet.
   constexpr const char* kOffloadOnCpu = ": offload needs the model on a CUDA device; this run is on the CPU";
-  SL_CHECK(d.offload_optimizer.device == OffloadDevice::none, file, "zero_optimization.offload_optimizer.device ",
+  const bool on_gpu = c.device == DeviceKind::cuda;
+  SL_CHECK(on_gpu || d.offload_optimizer.device == OffloadDevice::none, file, "zero_optimization.offload_optimizer.device ",
            to_string(d.offload_optimizer.device), kOffloadOnCpu, " (remove offload_optimizer or set its device to \"none\")");
+  SL_CHECK(d.offload_optimizer.device != OffloadDevice::nvme, file,
+           "zero_optimization.offload_optimizer.device nvme is not supported (cpu is)");
+  constexpr const char* kParamOffloadOnGpu = ": parameter offload is not supported yet (it needs ZeRO-3 on the GPU)";
   SL_CHECK(d.offload_param.device == OffloadDevice::none, file, "zero_optimization.offload_param.device ",
-           to_string(d.offload_param.device), kOffloadOnCpu, " (remove offload_param or set its device to \"none\")");
+           to_string(d.offload_param.device), on_gpu ? kParamOffloadOnGpu : kOffloadOnCpu,
+           " (remove offload_param or set its device to \"none\")");
   if (c.fsdp.enabled) {
-    SL_CHECK(!c.fsdp.offload_params, "fsdp_config.offload_params (or fsdp: [offload])", kOffloadOnCpu);
+    SL_CHECK(!c.fsdp.offload_params, "fsdp_config.offload_params (or fsdp: [offload])",
+             on_gpu ? kParamOffloadOnGpu : kOffloadOnCpu);
     if (c.fsdp.sharding_strategy == FsdpShardingStrategy::hybrid_shard) hybrid_shard_group_size(c.fsdp, shape.world_size);
     // Rank 0 alone reads the checkpoint and the engine's initial broadcast gives the others its
     // weights; frozen weights (LoRA/QLoRA base) are not broadcast, so every rank must read them.

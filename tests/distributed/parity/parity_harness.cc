@@ -218,6 +218,7 @@ ParityReport run_parity(dist::ProcessGroup& group, const ParityCase& c) {
   options.wrap = c.wrap;
   options.prefetch_bucket_size = c.prefetch_bucket_size;
   options.param_persistence_threshold = c.param_persistence_threshold;
+  options.offload_optimizer = c.offload_optimizer;
   dist::DataParallelEngine engine(*model, *engine_group, options);
   nn::AdamW optimizer(engine.optimizer_params(), kLearningRate, 0.9, 0.999, 1e-8, kWeightDecay);
   optimizer.set_lr(kLearningRate);
@@ -275,6 +276,12 @@ ParityReport run_parity(dist::ProcessGroup& group, const ParityCase& c) {
     }
     engine.free_full_parameters();
   }
+  const Device optimizer_device = c.offload_optimizer ? Device::cpu() : c.device;
+  report.state_where_expected = true;
+  for (const auto& [name, p] : model->named_parameters()) report.state_where_expected &= p.device() == c.device;
+  for (const Tensor& s : engine.optimizer_params()) report.state_where_expected &= s.device() == optimizer_device;
+  for (const auto& [name, s] : optimizer.state_dict())
+    if (name != "step") report.state_where_expected &= s.device() == optimizer_device;
   for (size_t i = 0; i < reference_params.size(); ++i) {
     const std::vector<double> now = reference_params[i].second.to_double_vector();
     for (size_t j = 0; j < now.size(); ++j)

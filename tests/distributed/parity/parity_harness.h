@@ -60,6 +60,7 @@ struct ParityCase {
   // Where the engine run's model lives (the reference stays on the CPU). A device run uses the
   // group through dist::for_device (host-staged collectives).
   Device device = Device::cpu();
+  bool offload_optimizer = false;  // with a device: masters and optimizer state on the CPU
 };
 
 // The first place where the run left the reference: the earliest step, and in it the loss (checked
@@ -81,6 +82,9 @@ struct ParityReport {
   std::vector<double> reference_losses;
   double max_loss_diff = 0.0;       // over steps and ranks
   double max_grad_norm_diff = 0.0;  // relative, over steps and ranks
+  // Where the run kept its state: the model's parameters on the case's device, the optimizer's
+  // stepped tensors and state (step counter aside) on the host exactly when offloaded (this rank).
+  bool state_where_expected = false;
   double max_param_diff = 0.0;      // over steps, parameters, elements and ranks
   double max_param_change = 0.0;    // the reference's largest parameter change: it trained
   int64_t trained_parameters = 0;   // elements the optimizer steps

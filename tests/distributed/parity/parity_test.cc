@@ -121,6 +121,25 @@ TEST(ParityOnDevice, DdpZero1Zero2WithHostStagedCollectives) {
     const ParityReport r = run_parity(world(), c);
     print(case_name(c) + " on cuda:0 (emulated)", r);
     EXPECT_FALSE(r.first.has_value()) << case_name(c) << ": " << r.first->message();
+    EXPECT_TRUE(r.state_where_expected) << case_name(c) << ": parameters and optimizer state on the device";
+    EXPECT_GT(r.max_param_change, 20 * kParameterTolerance) << case_name(c);
+  }
+  testing::remove_emulated_cuda();
+}
+
+// ZeRO-Offload: the same runs with the fp32 masters and AdamW's state on the host (the optimizer
+// steps f32 masters of f32 parameters there, which is the same arithmetic as stepping them in place).
+TEST(ParityOnDevice, OffloadedOptimizerMatchesTheReference) {
+  testing::use_emulated_cuda();
+  for (dist::Preset preset : {dist::Preset::ddp, dist::Preset::zero1, dist::Preset::zero2}) {
+    ParityCase c;
+    c.preset = preset;
+    c.device = Device::cuda(0);
+    c.offload_optimizer = true;
+    const ParityReport r = run_parity(world(), c);
+    print(case_name(c) + " on cuda:0 (emulated), optimizer offloaded", r);
+    EXPECT_FALSE(r.first.has_value()) << case_name(c) << ": " << r.first->message();
+    EXPECT_TRUE(r.state_where_expected) << case_name(c) << ": parameters on the device, masters and AdamW state on the host";
     EXPECT_GT(r.max_param_change, 20 * kParameterTolerance) << case_name(c);
   }
   testing::remove_emulated_cuda();
