@@ -3,14 +3,15 @@
 # and packs them, with the shared libraries they need beyond glibc and the CUDA toolkit, into
 # gpu-bundle/ (git-ignored): shardlab-gpu.tgz (about 17 MB; the programs are 72 MB unpacked, more
 # than a device call carries) and tools/gpu_check.sh, which unpacks it on the GPU machine.
-# Usage: tools/gpu_bundle.sh [BUILD_DIR]   (default build/)
+# Usage: tools/gpu_bundle.sh [BUILD_DIR]   (default build-gpu/: its own tree, built without
+# -march=native, since the GPU machine's CPU may lack this one's instructions)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-BUILD_DIR=${1:-build}
+BUILD_DIR=${1:-build-gpu}
 OUT=gpu-bundle
 
-[[ -f "$BUILD_DIR/CMakeCache.txt" ]] || cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release
-grep -q '^SHARDLAB_HAVE_CUDA' "$BUILD_DIR/CMakeCache.txt" 2>/dev/null || true
+[[ -f "$BUILD_DIR/CMakeCache.txt" ]] ||
+  cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DSHARDLAB_NATIVE=OFF -DSHARDLAB_BUILD_TESTS=ON
 targets=(test_cuda)
 for src in bench/gpu/*.cc; do
   [[ -e "$src" ]] && targets+=("bench_gpu_$(basename "$src" .cc)")

@@ -36,6 +36,8 @@ if [[ $SECTIONS == *bench* ]]; then
   for b in "$BUNDLE"/bench_gpu_*; do
     [[ -e "$b" ]] || continue
     name=$(basename "$b")
+    # Training throughput against PyTorch is its own, longer run: tools/gpu_train_bench.sh.
+    [[ $name == bench_gpu_train_throughput ]] && continue
     echo "== $name"
     "$b" --out "$RESULTS/${name#bench_gpu_}.json" 2>&1 | tee "$RESULTS/$name.log" | tail -40
     [[ ${PIPESTATUS[0]} -eq 0 ]] || status=1
