@@ -34,15 +34,6 @@ Tensor values(const Shape& shape, uint64_t seed, DType dtype) {
   return is_floating(dtype) ? Tensor::randn(shape, seed, dtype, 0.0, 10.0) : small_ints(shape, seed, dtype);
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
-
 TEST(CudaCopy, RoundTripKeepsEveryDtypeBitExact) {
   SL_SKIP_WITHOUT_CUDA();
   for (DType dt : kAllDTypes) {

@@ -4,9 +4,11 @@
 
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <string>
 #include <string_view>
 
+#include "core/error.h"
 #include "core/tensor.h"
 #include "cuda/backend.h"
 #include "tests/compare.h"
@@ -37,6 +39,16 @@ inline void expect_matches_cpu(const Tensor& got, const Tensor& want, Tolerance 
   ASSERT_EQ(shape_str(got.shape()), shape_str(want.shape())) << what;
   ASSERT_EQ(std::string(dtype_name(got.dtype())), std::string(dtype_name(want.dtype()))) << what;
   expect_all_close(got.to_double_vector(), want.to_double_vector(), tol, what);
+}
+
+// The message of the shardlab::Error that f throws, or "(no error)".
+inline std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
 }
 
 }  // namespace shardlab::testing

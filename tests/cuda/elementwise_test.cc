@@ -92,15 +92,6 @@ void expect_unary_matches(const std::string& op, const UnaryFn& f, DType dt, con
   }
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
-
 TEST(CudaElementwise, FloatArithmeticMatchesTheCpu) {
   SL_SKIP_WITHOUT_CUDA();
   for (DType dt : kFloatDTypes) {

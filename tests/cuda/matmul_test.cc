@@ -218,15 +218,6 @@ TEST(CudaMatmul, WorkspaceIsTaggedInTheLedger) {
   EXPECT_GE(mem[MemTag::workspace].live, cuda::kGemmWorkspaceBytes);
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
-
 TEST(CudaMatmul, ErrorsNameTheOp) {
   SL_SKIP_WITHOUT_CUDA();
   const Tensor a = on_cuda(Tensor::randn({4, 5}, 1)), b = on_cuda(Tensor::randn({5, 3}, 2));
