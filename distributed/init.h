@@ -25,4 +25,10 @@ std::shared_ptr<ProcessGroup> init_process_group(const InitOptions& options = {}
 // variable when it is not a positive number), else `fallback`.
 std::chrono::milliseconds collective_timeout_from_env(std::chrono::milliseconds fallback);
 
+// This process's rank among the ranks on its node, as the launcher tells it: LOCAL_RANK (torchrun,
+// DeepSpeed), OMPI_COMM_WORLD_LOCAL_RANK (Open MPI), MPI_LOCALRANKID (MPICH), SLURM_LOCALID (srun),
+// the first one set; 0 when none is. A value that is not a non-negative integer is an error naming
+// the variable. Which GPU a rank uses follows from it.
+int local_rank_from_env();
+
 }  // namespace shardlab::dist

@@ -4,6 +4,9 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "distributed/comm_ledger.h"
 #include "distributed/device_mesh.h"
@@ -45,6 +48,30 @@ TEST(InitProcessGroup, EnvironmentOverridesTheTimeout) {
   EXPECT_THROW(collective_timeout_from_env(std::chrono::seconds(300)), Error);
   ::unsetenv("SHARDLAB_COLLECTIVE_TIMEOUT_S");
   EXPECT_EQ(collective_timeout_from_env(std::chrono::seconds(300)), std::chrono::seconds(300));
+}
+
+// Which GPU a rank takes comes from the launcher's node-local rank: the first variable set wins.
+TEST(InitProcessGroup, LocalRankComesFromTheLauncher) {
+  const char* names[] = {"LOCAL_RANK", "OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID"};
+  std::vector<std::pair<std::string, std::string>> saved;
+  for (const char* n : names) {
+    if (const char* v = std::getenv(n)) saved.emplace_back(n, v);
+    ::unsetenv(n);
+  }
+  EXPECT_EQ(local_rank_from_env(), 0);
+  ::setenv("SLURM_LOCALID", "3", 1);
+  EXPECT_EQ(local_rank_from_env(), 3);
+  ::setenv("OMPI_COMM_WORLD_LOCAL_RANK", "1", 1);
+  EXPECT_EQ(local_rank_from_env(), 1);
+  ::setenv("LOCAL_RANK", "x2", 1);
+  EXPECT_THROW(local_rank_from_env(), Error);
+  try {
+    local_rank_from_env();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("LOCAL_RANK='x2' is not a local rank"), std::string::npos) << e.what();
+  }
+  for (const char* n : names) ::unsetenv(n);
+  for (const auto& [n, v] : saved) ::setenv(n.c_str(), v.c_str(), 1);
 }
 
 TEST(DeviceMeshLocal, OneRankMeshHasTheWorldAlongEveryDimension) {

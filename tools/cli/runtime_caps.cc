@@ -1,6 +1,10 @@
 // detect_runtime_caps(): the CUDA backend's view of GPU 0, or nothing in a CPU-only build.
 #include "tools/cli/runtime_caps.h"
 
+#include <algorithm>
+
+#include "distributed/init.h"
+
 #ifdef SHARDLAB_HAVE_CUDA
 #include "cuda/backend.h"
 #include "cuda/cublaslt_gemm.h"
@@ -21,6 +25,15 @@ config::RuntimeCaps detect_runtime_caps() {
   }
 #endif
   return caps;
+}
+
+Device training_device(const config::TrainConfig& cfg) {
+  if (cfg.device != config::DeviceKind::cuda) return Device::cpu();
+  int gpus = 1;
+#ifdef SHARDLAB_HAVE_CUDA
+  gpus = std::max(1, cuda::device_count());
+#endif
+  return Device::cuda(dist::local_rank_from_env() % gpus);
 }
 
 void apply_device_settings(const config::TrainConfig& cfg) {

@@ -90,7 +90,7 @@ int run_train(const std::vector<std::string>& argv) {
            " arguments");
   const std::string config_path = args.positional()[0];
   const config::TrainConfig cfg = config::resolve_auto(config::load_train_config(config_path), detect_runtime_caps());
-  const Device device = cfg.device == config::DeviceKind::cuda ? Device::cuda(0) : Device::cpu();
+  const Device device = training_device(cfg);
   apply_device_settings(cfg);
   const fs::path out_dir(cfg.output_dir);
   if (cfg.resume_from_checkpoint.empty() && fs::exists(out_dir) && !fs::is_empty(out_dir))
