@@ -28,6 +28,7 @@
 #include "cuda/backend.h"
 #include "cuda/device.h"
 #include "cuda/stream.h"
+#include "bench/gpu/gpu_bench_util.h"
 
 namespace shardlab::bench {
 namespace {
@@ -42,47 +43,6 @@ struct Options {
   int warmup = 3;
   std::string kernel = "auto";
 };
-
-// "NVIDIA H100 80GB HBM3 (sm_90, 79.1 GiB)" -> "nvidia_h100_80gb_hbm3".
-std::string sanitized(const std::string& device_name) {
-  const std::string base = device_name.substr(0, device_name.find(" ("));
-  std::string out;
-  for (char c : base) {
-    if (std::isalnum(static_cast<unsigned char>(c))) out += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    else if (!out.empty() && out.back() != '_') out += '_';
-  }
-  while (!out.empty() && out.back() == '_') out.pop_back();
-  return out.empty() ? "gpu" : out;
-}
-
-// Milliseconds of each of `iters` back-to-back calls, from events recorded between them on the
-// compute stream after `warmup` untimed calls (allocation and dispatch inside fn included).
-std::vector<double> time_calls(cudaStream_t stream, int warmup, int iters, const std::function<void()>& fn) {
-  for (int i = 0; i < warmup; ++i) fn();
-  SL_CUDA_CHECK(cudaStreamSynchronize(stream));
-  std::vector<cudaEvent_t> events(static_cast<size_t>(iters) + 1);
-  for (cudaEvent_t& e : events) SL_CUDA_CHECK(cudaEventCreate(&e));
-  SL_CUDA_CHECK(cudaEventRecord(events[0], stream));
-  for (int i = 0; i < iters; ++i) {
-    fn();
-    SL_CUDA_CHECK(cudaEventRecord(events[static_cast<size_t>(i) + 1], stream));
-  }
-  SL_CUDA_CHECK(cudaEventSynchronize(events.back()));
-  std::vector<double> ms(static_cast<size_t>(iters));
-  for (int i = 0; i < iters; ++i) {
-    float t = 0;
-    SL_CUDA_CHECK(cudaEventElapsedTime(&t, events[static_cast<size_t>(i)], events[static_cast<size_t>(i) + 1]));
-    ms[static_cast<size_t>(i)] = t;
-  }
-  for (cudaEvent_t e : events) SL_CUDA_CHECK(cudaEventDestroy(e));
-  return ms;
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 double tflops(double flops, double ms) { return flops / (ms * 1e-3) * 1e-12; }
 
@@ -116,13 +76,6 @@ Row run_batch(int64_t B, const Options& opt, cudaStream_t stream) {
     (void)ops::attention_bwd(dout, q, k, v, f.out, f.lse, causal);
   }));
   return r;
-}
-
-std::string utc_now() {
-  const std::time_t t = std::time(nullptr);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
-  return buf;
 }
 
 int usage(const char* prog, const char* error) {

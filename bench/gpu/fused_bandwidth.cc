@@ -32,9 +32,12 @@
 #include "cuda/backend.h"
 #include "cuda/device.h"
 #include "cuda/stream.h"
+#include "bench/gpu/gpu_bench_util.h"
 
 namespace shardlab {
 namespace {
+
+using bench::sanitized;
 
 struct Args {
   std::string out;  // default: bench/results/fused_bandwidth_<device>.json
@@ -62,18 +65,6 @@ Args parse_args(int argc, char** argv) {
   SL_CHECK(a.tokens >= 1, "fused_bandwidth: --tokens must be >= 1, got ", a.tokens);
   SL_CHECK(is_floating(a.dtype) && a.dtype != DType::f64, "fused_bandwidth: --dtype must be bf16, f16 or f32");
   return a;
-}
-
-// "NVIDIA H100 80GB HBM3 (sm_90, 79.1 GiB)" -> "nvidia_h100_80gb_hbm3".
-std::string sanitize(const std::string& device) {
-  const std::string name = device.substr(0, device.find(" ("));
-  std::string out;
-  for (char c : name) {
-    if (std::isalnum(static_cast<unsigned char>(c))) out += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    else if (!out.empty() && out.back() != '_') out += '_';
-  }
-  while (!out.empty() && out.back() == '_') out.pop_back();
-  return out.empty() ? "gpu" : out;
 }
 
 // Median milliseconds of fn() over `iters` timed runs (after 2 untimed ones), each run bracketed
@@ -208,7 +199,7 @@ int run(const Args& args) {
   doc.set("copy_gb_per_s", copy_gbs);
   doc.set("ops", json::Value(std::move(ops_json)));
   const std::string out =
-      args.out.empty() ? "bench/results/fused_bandwidth_" + sanitize(device) + ".json" : args.out;
+      args.out.empty() ? "bench/results/fused_bandwidth_" + sanitized(device) + ".json" : args.out;
   const std::filesystem::path parent = std::filesystem::path(out).parent_path();
   if (!parent.empty()) std::filesystem::create_directories(parent);
   write_file_atomic(out, json::dump_pretty(doc) + "\n");

@@ -47,6 +47,7 @@
 #include "nn/master_weights.h"
 #include "nn/nf4_linear.h"
 #include "nn/optimizer.h"
+#include "bench/gpu/gpu_bench_util.h"
 
 namespace shardlab::bench {
 namespace {
@@ -192,12 +193,6 @@ FlopCount count_flops(const CaseSpec& s, int64_t trained, int64_t T) {
   f.hardware = f.model;
   if (s.checkpointing) f.hardware += 2.0 * double(f.projection_params) + 2.0 * lora + f.attention_fwd;
   return f;
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
 // Waits for the GPU's queued work (timing and memory figures need it); nothing on the CPU.
@@ -380,25 +375,6 @@ json::Object run_with_retries(CaseSpec s, const Options& opt, double peak_tflops
       return row;
     }
   }
-}
-
-std::string utc_now() {
-  const std::time_t t = std::time(nullptr);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
-  return buf;
-}
-
-// "NVIDIA H100 80GB HBM3 (sm_90, 79.1 GiB)" -> "nvidia_h100_80gb_hbm3".
-std::string sanitized(const std::string& device_name) {
-  const std::string base = device_name.substr(0, device_name.find(" ("));
-  std::string out;
-  for (char c : base) {
-    if (std::isalnum(static_cast<unsigned char>(c))) out += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    else if (!out.empty() && out.back() != '_') out += '_';
-  }
-  while (!out.empty() && out.back() == '_') out.pop_back();
-  return out.empty() ? "gpu" : out;
 }
 
 std::vector<std::string> split_list(const std::string& s) {
