@@ -18,6 +18,7 @@
 #include "core/ops/views.h"
 #include "core/strided.h"
 #include "core/trace.h"
+#include "core/matmul_layout.h"
 
 namespace shardlab::ops {
 
@@ -164,30 +165,6 @@ void product(const T* a, int64_t a_rs, int64_t a_cs, const T* b, int64_t b_rs, i
   } else {
     gemm_16bit<T>(a, a_rs, a_cs, b, b_rs, b_cs, c, M, K, N);
   }
-}
-
-// Batch dims of `t` (all but the last two) as strides against the broadcast batch `batch`
-// (0 where t is broadcast or lacks the dim).
-Shape batch_strides(const Tensor& t, const Shape& batch) {
-  Shape out(batch.size(), 0);
-  const size_t own = t.shape().size() - 2, lead = batch.size() - own;
-  for (size_t d = 0; d < own; ++d) out[lead + d] = t.shape()[d] == 1 ? 0 : t.strides()[d];
-  return out;
-}
-
-// When dims [0, ndim-1) of t (its batch dims and rows) collapse into one dim with a single
-// stride, returns true and that stride: a (B, T, K) activation times a 2-D weight is then a
-// single (B*T, K) @ (K, N) GEMM.
-bool rows_collapse(const Tensor& t, int64_t& row_stride) {
-  row_stride = t.size(-1);  // any value is valid when every row dim has size 1
-  int64_t prev = -1;        // last non-trivial dim seen, walking inwards
-  for (int64_t d = 0; d + 1 < t.dim(); ++d) {
-    if (t.shape()[d] == 1) continue;
-    if (prev >= 0 && t.strides()[prev] != t.strides()[d] * t.shape()[d]) return false;
-    prev = d;
-    row_stride = t.strides()[d];
-  }
-  return true;
 }
 
 // f32/f64 operands whose matrix strides Eigen cannot read in place are copied once, contiguous.
