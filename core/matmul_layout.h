@@ -9,6 +9,16 @@
 
 namespace shardlab::ops {
 
+// The checked shapes of a @ b (at least 2-D each, one float dtype, matching inner dims, batch dims
+// broadcast by numpy's rules); errors name matmul and both shapes.
+struct MatmulShapes {
+  int64_t M = 0, K = 0, N = 0;
+  Shape a_batch, b_batch;  // each operand's own batch dims
+  Shape batch;             // the broadcast batch
+  Shape out;               // batch + (M, N)
+};
+MatmulShapes matmul_shapes(const Tensor& a, const Tensor& b);
+
 // Batch dims of `t` (all but the last two) as strides against the broadcast batch `batch`
 // (0 where t is broadcast or lacks the dim).
 inline Shape batch_strides(const Tensor& t, const Shape& batch) {

@@ -180,28 +180,11 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
   SL_FORWARD_TO_DEVICE(matmul, a_in.device(), a_in, b_in);
   SL_TRACE_OP("matmul", a_in, b_in);
   check_cpu("matmul", {a_in, b_in});
-  SL_CHECK(a_in.dim() >= 2 && b_in.dim() >= 2, "matmul: both operands need at least 2 dims, got a of shape ",
-           shape_str(a_in.shape()), " and b of shape ", shape_str(b_in.shape()));
-  check_same_dtype("matmul", a_in, b_in);
-  check_float("matmul", a_in);
-  const int64_t M = a_in.size(-2), K = a_in.size(-1), N = b_in.size(-1);
-  SL_CHECK(b_in.size(-2) == K, "matmul: inner dims mismatch: a of shape ", shape_str(a_in.shape()),
-           " @ b of shape ", shape_str(b_in.shape()), " (", K, " != ", b_in.size(-2), ")");
-
-  // Broadcast batch dims (numpy rules), with an error that shows both full shapes.
-  const Shape a_batch(a_in.shape().begin(), a_in.shape().end() - 2);
-  const Shape b_batch(b_in.shape().begin(), b_in.shape().end() - 2);
-  Shape batch(std::max(a_batch.size(), b_batch.size()), 1);
-  for (size_t i = 0; i < batch.size(); ++i) {
-    const int64_t sa = i < a_batch.size() ? a_batch[a_batch.size() - 1 - i] : 1;
-    const int64_t sb = i < b_batch.size() ? b_batch[b_batch.size() - 1 - i] : 1;
-    SL_CHECK(sa == sb || sa == 1 || sb == 1, "matmul: batch dims of a of shape ", shape_str(a_in.shape()),
-             " and b of shape ", shape_str(b_in.shape()), " cannot be broadcast");
-    batch[batch.size() - 1 - i] = sa == 1 ? sb : sa;
-  }
-  Shape out_shape = batch;
-  out_shape.push_back(M);
-  out_shape.push_back(N);
+  const MatmulShapes shapes = matmul_shapes(a_in, b_in);
+  const int64_t M = shapes.M, K = shapes.K, N = shapes.N;
+  const Shape& b_batch = shapes.b_batch;
+  const Shape& batch = shapes.batch;
+  const Shape& out_shape = shapes.out;
   Tensor out = Tensor::empty(out_shape, a_in.dtype(), a_in.device());
   if (out.numel() == 0) return out;
   if (K == 0) {
