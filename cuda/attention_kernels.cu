@@ -28,6 +28,7 @@
 #include "cuda/flash_attention.cuh"
 #include "cuda/kernel_registry.h"
 #include "cuda/op_launch.h"
+#include "core/attention_args.h"
 
 namespace shardlab::cuda {
 
@@ -91,19 +92,9 @@ int fits_int(const char* op, int64_t value, const char* what) {
 Prepared prepare(const char* op, const Tensor& q, const Tensor& k, const Tensor& v,
                  const ops::AttentionOptions& options) {
   const Device device = check_cuda_args(op, {q, k, v});
-  check_dim(op, q, 4, "q (B, Hq, T, D)");
-  check_dim(op, k, 4, "k (B, Hkv, S, D)");
-  check_dim(op, v, 4, "v (B, Hkv, S, D)");
-  check_float(op, q);
-  check_same_dtype(op, q, k);
-  check_same_dtype(op, q, v);
-  SL_CHECK(k.shape() == v.shape(), op, ": k ", shape_str(k.shape()), " and v ", shape_str(v.shape()),
-           " must have the same shape (B, Hkv, S, D)");
-  SL_CHECK(q.size(0) == k.size(0) && q.size(3) == k.size(3), op, ": q ", shape_str(q.shape()), " and k ",
-           shape_str(k.shape()), " must agree in batch size and head dim (q (B, Hq, T, D), k (B, Hkv, S, D))");
-  const int64_t Hq = q.size(1), Hkv = k.size(1), D = q.size(3);
-  SL_CHECK(Hkv > 0 && Hq % Hkv == 0, op, ": q ", shape_str(q.shape()), " has ", Hq,
-           " heads, which is not a multiple of the ", Hkv, " heads of k/v ", shape_str(k.shape()));
+  if (options.segment_ids.defined()) check_same_device(op, q, options.segment_ids);
+  const ops::AttentionDims dims = ops::check_attention_args(op, q, k, v, options);
+  const int64_t Hq = dims.Hq, Hkv = dims.Hkv, D = dims.D;
   Prepared a;
   Params& p = a.p;
   a.dtype = q.dtype();
@@ -116,18 +107,10 @@ Prepared prepare(const char* op, const Tensor& q, const Tensor& k, const Tensor&
   p.group = p.Hq / p.Hkv;
   p.offset = p.S - p.T;
   p.causal = options.causal;
-  p.scale = options.scale.value_or(D > 0 ? 1.0 / std::sqrt(static_cast<double>(D)) : 1.0);
-  SL_CHECK(std::isfinite(p.scale), op, ": scale must be finite, got ", p.scale);
+  p.scale = dims.scale;
   p.device = device.index;
   if (options.segment_ids.defined()) {
     const Tensor& ids = options.segment_ids;
-    check_same_device(op, q, ids);
-    SL_CHECK(ids.dtype() == DType::i32 || ids.dtype() == DType::i64, op, ": segment_ids must be i32 or i64, got ",
-             dtype_name(ids.dtype()), " of shape ", shape_str(ids.shape()));
-    SL_CHECK(ids.shape() == Shape({q.size(0), q.size(2)}), op, ": segment_ids ", shape_str(ids.shape()),
-             " must have shape (B, T) = ", shape_str({q.size(0), q.size(2)}), " for q ", shape_str(q.shape()));
-    SL_CHECK(p.T == p.S, op, ": segment_ids need as many queries as keys, got q ", shape_str(q.shape()), " and k ",
-             shape_str(k.shape()));
     MemTagScope tag(MemTag::workspace);
     a.segment_ids = ops::contiguous(ids);
     p.seg = a.segment_ids.raw_data();

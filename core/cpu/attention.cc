@@ -19,6 +19,7 @@
 #include "core/ops/views.h"
 #include "core/strided.h"
 #include "core/trace.h"
+#include "core/attention_args.h"
 
 namespace shardlab::ops {
 
@@ -87,37 +88,16 @@ void mask_block(const Geometry& g, const int64_t* seg, int64_t i0, int64_t j0, M
 Geometry check_attention(const char* op, const Tensor& q, const Tensor& k, const Tensor& v,
                          const AttentionOptions& options) {
   check_cpu(op, {q, k, v});
-  check_dim(op, q, 4, "q (B, Hq, T, D)");
-  check_dim(op, k, 4, "k (B, Hkv, S, D)");
-  check_dim(op, v, 4, "v (B, Hkv, S, D)");
-  check_float(op, q);
-  check_same_dtype(op, q, k);
-  check_same_dtype(op, q, v);
-  SL_CHECK(k.shape() == v.shape(), op, ": k ", shape_str(k.shape()), " and v ", shape_str(v.shape()),
-           " must have the same shape (B, Hkv, S, D)");
-  SL_CHECK(q.size(0) == k.size(0) && q.size(3) == k.size(3), op, ": q ", shape_str(q.shape()), " and k ",
-           shape_str(k.shape()), " must agree in batch size and head dim (q (B, Hq, T, D), k (B, Hkv, S, D))");
+  if (options.segment_ids.defined()) check_cpu(op, {q, options.segment_ids});
+  const AttentionDims d = check_attention_args(op, q, k, v, options);
   Geometry g;
-  g.B = q.size(0), g.Hq = q.size(1), g.T = q.size(2), g.D = q.size(3);
-  g.Hkv = k.size(1), g.S = k.size(2);
-  SL_CHECK(g.Hkv > 0 && g.Hq % g.Hkv == 0, op, ": q ", shape_str(q.shape()), " has ", g.Hq,
-           " heads, which is not a multiple of the ", g.Hkv, " heads of k/v ", shape_str(k.shape()));
+  g.B = d.B, g.Hq = d.Hq, g.T = d.T, g.D = d.D;
+  g.Hkv = d.Hkv, g.S = d.S;
   g.group = g.Hq / g.Hkv;
   g.causal = options.causal;
   g.offset = g.S - g.T;
-  g.scale = options.scale.value_or(g.D > 0 ? 1.0 / std::sqrt(static_cast<double>(g.D)) : 1.0);
-  SL_CHECK(std::isfinite(g.scale), op, ": scale must be finite, got ", g.scale);
-  if (options.segment_ids.defined()) {
-    const Tensor& ids = options.segment_ids;
-    check_cpu(op, {q, ids});
-    SL_CHECK(ids.dtype() == DType::i32 || ids.dtype() == DType::i64, op, ": segment_ids must be i32 or i64, got ",
-             dtype_name(ids.dtype()), " of shape ", shape_str(ids.shape()));
-    SL_CHECK(ids.shape() == Shape({g.B, g.T}), op, ": segment_ids ", shape_str(ids.shape()),
-             " must have shape (B, T) = ", shape_str({g.B, g.T}), " for q ", shape_str(q.shape()));
-    SL_CHECK(g.T == g.S, op, ": segment_ids need as many queries as keys, got q ", shape_str(q.shape()), " and k ",
-             shape_str(k.shape()));
-    g.segments = ids.to_int_vector();
-  }
+  g.scale = d.scale;
+  if (options.segment_ids.defined()) g.segments = options.segment_ids.to_int_vector();
   return g;
 }
 
