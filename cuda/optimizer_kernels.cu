@@ -15,6 +15,7 @@
 #include "cuda/kernel_registry.h"
 #include "cuda/multi_tensor_adamw.h"
 #include "cuda/op_launch.h"
+#include "core/optim_args.h"
 
 namespace shardlab::cuda {
 
@@ -22,21 +23,13 @@ namespace {
 
 constexpr int kThreads = 256;
 
-DType state_dtype_for(DType param) { return param == DType::f64 ? DType::f64 : DType::f32; }
+DType state_dtype_for(DType param) { return ops::optimizer_state_dtype(param); }
 
-// core/cpu/optim.cc's check_update, with a device check in place of its CPU check.
+// The shared checks (core/optim_args.h) after the device checks.
 void check_update(const char* op, const Tensor& param, const Tensor& grad, const Tensor& state, DType state_dtype) {
   check_same_device(op, param, grad);
   check_same_device(op, param, state);
-  check_same_dtype(op, param, grad);
-  SL_CHECK(param.is_contiguous() && grad.is_contiguous() && state.is_contiguous(), op,
-           ": parameter, gradient and state must be contiguous (shapes ", shape_str(param.shape()), ", ",
-           shape_str(grad.shape()), ", ", shape_str(state.shape()), ")");
-  SL_CHECK(param.numel() == grad.numel() && param.numel() == state.numel(), op, ": parameter ",
-           shape_str(param.shape()), ", gradient ", shape_str(grad.shape()), " and state ", shape_str(state.shape()),
-           " differ in size");
-  SL_CHECK(state.dtype() == state_dtype, op, ": optimizer state must be ", dtype_name(state_dtype), " for a ",
-           dtype_name(param.dtype()), " parameter, got ", dtype_name(state.dtype()));
+  ops::check_optimizer_update(op, param, grad, state, state_dtype);
 }
 
 // ---- AdamW and SGD, one element per thread ----

@@ -7,23 +7,16 @@
 #include "core/ops/optim.h"
 #include "core/strided.h"
 #include "core/trace.h"
+#include "core/optim_args.h"
 
 namespace shardlab::ops {
 
 namespace {
 void check_update(const char* op, const Tensor& param, const Tensor& grad, const Tensor& state, DType state_dtype) {
   check_cpu(op, {param, grad, state});
-  check_same_dtype(op, param, grad);
-  SL_CHECK(param.is_contiguous() && grad.is_contiguous() && state.is_contiguous(), op,
-           ": parameter, gradient and state must be contiguous (shapes ", shape_str(param.shape()), ", ",
-           shape_str(grad.shape()), ", ", shape_str(state.shape()), ")");
-  SL_CHECK(param.numel() == grad.numel() && param.numel() == state.numel(), op, ": parameter ",
-           shape_str(param.shape()), ", gradient ", shape_str(grad.shape()), " and state ", shape_str(state.shape()),
-           " differ in size");
-  SL_CHECK(state.dtype() == state_dtype, op, ": optimizer state must be ", dtype_name(state_dtype), " for a ",
-           dtype_name(param.dtype()), " parameter, got ", dtype_name(state.dtype()));
+  check_optimizer_update(op, param, grad, state, state_dtype);
 }
-DType state_dtype_for(DType param) { return param == DType::f64 ? DType::f64 : DType::f32; }
+DType state_dtype_for(DType param) { return optimizer_state_dtype(param); }
 }  // namespace
 
 void adamw_step(const Tensor& param, const Tensor& grad, const Tensor& m, const Tensor& v, const AdamWHyper& h) {
