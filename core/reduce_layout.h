@@ -17,6 +17,20 @@ struct ReduceLayout {
   Shape keep_shape;  // the output shape with reduced dims kept as size 1
 };
 
+// A contiguous tensor seen as (O, R, I) around one dim (softmax's lines along `dim`).
+struct LineLayout {
+  int64_t O = 1, R = 1, I = 1;
+};
+inline LineLayout line_layout(const Shape& shape, int64_t dim) {
+  LineLayout L;
+  for (int64_t d = 0; d < static_cast<int64_t>(shape.size()); ++d) {
+    if (d < dim) L.O *= shape[d];
+    else if (d == dim) L.R = shape[d];
+    else L.I *= shape[d];
+  }
+  return L;
+}
+
 // Normalises `dims` (negative, duplicates; empty = all) into a per-dim mask; errors name `op`.
 std::vector<bool> reduce_mask(const Tensor& t, const std::vector<int64_t>& dims, const char* op);
 // With a contiguous input whose reduced dims (ignoring size-1 dims) form one block, the block is

@@ -10,8 +10,11 @@
 #include "cuda/dtype_dispatch.cuh"
 #include "cuda/llama_fused_internal.cuh"
 #include "cuda/op_launch.h"
+#include "core/rms_norm_args.h"
 
 namespace shardlab::cuda {
+
+using ops::check_rms_args;
 
 namespace {
 
@@ -147,17 +150,6 @@ int threads_for_row(int64_t d, int v) {
   return static_cast<int>(std::clamp<int64_t>(ceil_div(packs, 32) * 32, 32, 512));
 }
 
-// The checks of core/cpu/rms_norm.cc's check_rms_args; returns D.
-int64_t check_rms_args(const char* op, const Tensor& x, const Tensor& weight) {
-  check_float(op, x);
-  check_same_dtype(op, x, weight);
-  SL_CHECK(x.dim() >= 1, op, ": x must have at least one dim, got shape ", shape_str(x.shape()));
-  const int64_t d = x.size(-1);
-  SL_CHECK(d > 0, op, ": x's last dim must be non-empty, got shape ", shape_str(x.shape()));
-  SL_CHECK(weight.dim() == 1 && weight.size(0) == d, op, ": weight must have shape ", shape_str({d}),
-           " to match x of shape ", shape_str(x.shape()), ", got ", shape_str(weight.shape()));
-  return d;
-}
 
 // Whether every pointer allows V-wide loads of rows of length d.
 template <typename T>

@@ -14,8 +14,12 @@
 #include "cuda/dtype_dispatch.cuh"
 #include "cuda/online_softmax.cuh"
 #include "cuda/reduce_internal.cuh"
+#include "core/reduce_layout.h"
 
 namespace shardlab::cuda::reduce_family {
+
+using ops::LineLayout;
+using ops::line_layout;
 
 namespace {
 
@@ -129,21 +133,6 @@ __global__ void softmax_backward_lines_kernel(const T* g, const T* y, T* dx, int
       dx[base + r * I] = from_acc<T>(kLog ? gv - exp_acc(yv) * dot : yv * (gv - dot));
     }
   }
-}
-
-// A contiguous tensor seen as (O, R, I) around `dim`.
-struct LineLayout {
-  int64_t O = 1, R = 1, I = 1;
-};
-
-LineLayout line_layout(const Shape& shape, int64_t dim) {
-  LineLayout L;
-  for (int64_t d = 0; d < static_cast<int64_t>(shape.size()); ++d) {
-    if (d < dim) L.O *= shape[d];
-    else if (d == dim) L.R = shape[d];
-    else L.I *= shape[d];
-  }
-  return L;
 }
 
 // Launches the row kernel (I == 1: a warp per row for short rows, else a block per row) or the

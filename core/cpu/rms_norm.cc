@@ -12,22 +12,11 @@
 #include "core/ops/fused.h"
 #include "core/ops/views.h"
 #include "core/trace.h"
+#include "core/rms_norm_args.h"
 
 namespace shardlab::ops {
 
 namespace {
-
-// Shared checks of forward and backward: float x, weight (D,) of x's dtype, D = x's last dim.
-int64_t check_rms_args(const char* op, const Tensor& x, const Tensor& weight) {
-  check_float(op, x);
-  check_same_dtype(op, x, weight);
-  SL_CHECK(x.dim() >= 1, op, ": x must have at least one dim, got shape ", shape_str(x.shape()));
-  const int64_t d = x.size(-1);
-  SL_CHECK(d > 0, op, ": x's last dim must be non-empty, got shape ", shape_str(x.shape()));
-  SL_CHECK(weight.dim() == 1 && weight.size(0) == d, op, ": weight must have shape ", shape_str({d}), " to match x of shape ",
-           shape_str(x.shape()), ", got ", shape_str(weight.shape()));
-  return d;
-}
 
 // True when rows are worth splitting across threads.
 bool parallel_rows(int64_t rows, int64_t d) {

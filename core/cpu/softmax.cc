@@ -12,25 +12,11 @@
 #include "core/ops/reduce.h"
 #include "core/ops/views.h"
 #include "core/strided.h"
+#include "core/reduce_layout.h"
 
 namespace shardlab::ops {
 
 namespace {
-
-// A contiguous tensor seen as (O, R, I) around `dim`.
-struct LineLayout {
-  int64_t O = 1, R = 1, I = 1;
-};
-
-LineLayout line_layout(const Shape& shape, int64_t dim) {
-  LineLayout L;
-  for (int64_t d = 0; d < static_cast<int64_t>(shape.size()); ++d) {
-    if (d < dim) L.O *= shape[d];
-    else if (d == dim) L.R = shape[d];
-    else L.I *= shape[d];
-  }
-  return L;
-}
 
 // Calls line(o * R * I + i, I) for each of the O*I lines (the element offset of its first element
 // and its stride), in parallel when the tensor is big enough. Stride 1 is passed as a
