@@ -10,37 +10,15 @@
 #include "models/llama.h"
 #include "nn/optimizer.h"
 #include "tests/cuda/cuda_test_util.h"
+#include "tests/support/llama_device_steps.h"
 
 namespace shardlab::models {
 namespace {
 
-LlamaConfig tiny() {
-  LlamaConfig c;
-  c.vocab_size = 50;
-  c.hidden_size = 64;
-  c.intermediate_size = 96;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.max_position_embeddings = 64;
-  c.initializer_range = 0.2;
-  return c;
-}
+LlamaConfig tiny() { return testing::tiny_device_llama(64, 96); }
 
 std::vector<double> train(LlamaForCausalLM& m, Device device, int steps) {
-  m.to(device);
-  nn::AdamW opt(m.trainable_parameters(), 1e-2, 0.9, 0.999, 1e-8, 0.01);
-  const Tensor input = Tensor::from_ints({1, 7, 3, 9, 4, 2, 8, 6, 5, 1, 1, 3, 44, 12, 0, 31}, {2, 8}).to(device);
-  std::vector<double> losses;
-  for (int step = 0; step < steps; ++step) {
-    auto [loss, count] = m.loss_sum({input}, input);
-    Tensor mean_loss = loss * (1.0 / static_cast<double>(count));
-    losses.push_back(mean_loss.item());
-    opt.zero_grad();
-    backward(mean_loss);
-    opt.step();
-  }
-  return losses;
+  return testing::train_on_device(m, device, steps, {1, 7, 3, 9, 4, 2, 8, 6, 5, 1, 1, 3, 44, 12, 0, 31}, {2, 8});
 }
 
 TEST(CudaLlama, ThreeTrainingStepsFollowTheCpu) {

@@ -14,48 +14,17 @@
 #include "nn/master_weights.h"
 #include "nn/optimizer_8bit.h"
 #include "tests/support/emulated_cuda.h"
+#include "tests/support/llama_device_steps.h"
 
 namespace shardlab::models {
 namespace {
 
 using ::testing::HasSubstr;
 
-LlamaConfig tiny() {
-  LlamaConfig c;
-  c.vocab_size = 50;
-  c.hidden_size = 16;
-  c.intermediate_size = 24;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.max_position_embeddings = 64;
-  c.initializer_range = 0.2;
-  return c;
-}
+LlamaConfig tiny() { return testing::tiny_device_llama(16, 24); }
 
-// Runs `steps` AdamW steps of next-token loss on `device`; returns the losses and the model.
 std::vector<double> train(LlamaForCausalLM& m, Device device, int steps) {
-  m.to(device);
-  nn::AdamW opt(m.trainable_parameters(), 1e-2, 0.9, 0.999, 1e-8, 0.01);
-  const Tensor input = Tensor::from_ints({1, 7, 3, 9, 4, 2, 8, 6, 5, 1, 1, 3}, {2, 6}).to(device);
-  std::vector<double> losses;
-  for (int step = 0; step < steps; ++step) {
-    auto [loss, count] = m.loss_sum({input}, input);
-    Tensor mean_loss = loss * (1.0 / static_cast<double>(count));
-    EXPECT_EQ(mean_loss.device(), device);
-    losses.push_back(mean_loss.item());
-    opt.zero_grad();
-    backward(mean_loss);
-    for (const Tensor& p : m.trainable_parameters()) {
-      EXPECT_TRUE(p.grad().defined());
-      EXPECT_EQ(p.grad().device(), device) << "a gradient was left on another device";
-    }
-    opt.step();
-  }
-  // Moments live with their parameters; the step counter is a host scalar, as in PyTorch.
-  for (const auto& [name, state] : opt.state_dict())
-    if (name != "step") EXPECT_EQ(state.device(), device) << "optimizer state " << name;
-  return losses;
+  return testing::train_on_device(m, device, steps, {1, 7, 3, 9, 4, 2, 8, 6, 5, 1, 1, 3}, {2, 6});
 }
 
 TEST(LlamaOnDevice, TrainsBitIdenticallyToTheCpuWithEverythingOnTheDevice) {
@@ -95,7 +64,9 @@ TEST(LlamaOnDevice, EightBitAdamWKeepsItsCodesOnTheDeviceAndMatchesTheCpu) {
       opt.step();
     }
     for (const auto& [name, state] : opt.state_dict())
-      if (name != "step") EXPECT_EQ(state.device(), device) << name;
+      if (name != "step") {
+        EXPECT_EQ(state.device(), device) << name;
+      }
     return losses;
   };
   EXPECT_EQ(run(Device::cuda(0)), run(Device::cpu()));
