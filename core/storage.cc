@@ -55,16 +55,37 @@ Storage::Storage(void* data, size_t bytes, Device device, std::function<void(voi
 
 Storage::~Storage() {
   if (allocator_ != nullptr) {
-    allocator_->deallocate(data_, bytes_, device_);
-    MemoryLedger::instance().on_free(device_, tag_, static_cast<int64_t>(bytes_));
+    release_bytes();  // a no-op when released in place already
   } else if (release_) {
     release_(data_);
   }
 }
 
 void Storage::retag(MemTag tag) {
-  if (allocator_ != nullptr) MemoryLedger::instance().on_retag(device_, tag_, tag, static_cast<int64_t>(bytes_));
+  // Released bytes are not in the ledger: only the row they return to changes.
+  if (allocator_ != nullptr && holds_bytes())
+    MemoryLedger::instance().on_retag(device_, tag_, tag, static_cast<int64_t>(bytes_));
   tag_ = tag;
+}
+
+void Storage::release_bytes() {
+  SL_CHECK(allocator_ != nullptr, "storage: release_bytes on wrapped memory (only owned storage can release in place)");
+  if (!holds_bytes()) return;
+  allocator_->deallocate(data_, bytes_, device_);
+  data_ = nullptr;
+  MemoryLedger::instance().on_free(device_, tag_, static_cast<int64_t>(bytes_));
+}
+
+void Storage::acquire_bytes() {
+  SL_CHECK(allocator_ != nullptr, "storage: acquire_bytes on wrapped memory (only owned storage can re-acquire)");
+  if (holds_bytes()) return;
+  data_ = allocator_->allocate(bytes_, device_);
+  MemoryLedger::instance().on_alloc(device_, tag_, static_cast<int64_t>(bytes_));
+}
+
+void Storage::rebind(void* data) {
+  SL_CHECK(allocator_ == nullptr && !release_, "storage: rebind is for non-owning wrapped storage only");
+  data_ = data;
 }
 
 }  // namespace shardlab

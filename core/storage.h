@@ -47,6 +47,17 @@ class Storage {
   // Moves the bytes to another ledger row (a tensor becomes a parameter, say).
   void retag(MemTag tag);
 
+  // In-place release (what FSDP does with storage.resize_(0)): an owned storage gives its bytes
+  // back to the allocator and the ledger while this object, and so every view and every tensor
+  // autograd saved, stays bound to it; acquire_bytes() allocates them again (contents undefined,
+  // data() may differ). Between the two, data() is null: a use faults instead of reading stale values.
+  void release_bytes();
+  void acquire_bytes();
+  bool holds_bytes() const { return data_ != nullptr || bytes_ == 0; }
+  // Wrapped (non-owning) storage only: point at other memory of the same size, e.g. the
+  // re-acquired bytes of an owned storage this one aliases.
+  void rebind(void* data);
+
   uint64_t version() const { return version_.load(std::memory_order_relaxed); }
   void bump_version() { version_.fetch_add(1, std::memory_order_relaxed); }
 

@@ -68,6 +68,10 @@ void ShardedUnits::build_units(nn::Module& model, const DataParallelOptions& opt
     }
   SL_CHECK(!params_.empty(), "data parallel: the model has no trainable parameters");
   param_dtype_ = params_[0].dtype();
+  SL_CHECK(!(options.offload_optimizer || options.offload_param) || !params_[0].device().is_cpu(),
+           "data parallel: ", options.offload_param ? "offload_param" : "offload_optimizer",
+           " moves model state off the GPU, but the parameters are on the CPU already (train with device: cuda, "
+           "or drop the offload)");
   SL_CHECK(param_dtype_ == DType::f32 || is_16bit(param_dtype_), "data parallel: parameters of dtype ",
            dtype_name(param_dtype_), " are not supported (f32, bf16 or f16)");
   reduce_dtype_ = options.reduce_dtype.value_or(param_dtype_);
@@ -78,6 +82,8 @@ void ShardedUnits::build_units(nn::Module& model, const DataParallelOptions& opt
     SL_CHECK(params_[i].dtype() == param_dtype_, "data parallel: parameter ", names_[i], " is ",
              dtype_name(params_[i].dtype()), " but ", names_[0], " is ", dtype_name(param_dtype_));
     SL_CHECK(params_[i].is_contiguous(), "data parallel: parameter ", names_[i], " is not contiguous");
+    SL_CHECK(params_[i].device() == params_[0].device(), "data parallel: parameter ", names_[i], " is on ",
+             params_[i].device().str(), " but ", names_[0], " is on ", params_[0].device().str());
     trained_numel_ += params_[i].numel();
   }
   // Hook points: the root, then every wrapped module (outermost match) in registration order.
@@ -130,6 +136,9 @@ void ShardedUnits::add_unit(int hook, const std::vector<int>& members, const std
   auto unit = std::make_unique<Unit>();
   unit->hook = hook;
   const Device device = params_[members[0]].device();
+  // offload_param: shards and gradient shards on the host; either offload: the optimizer there too.
+  const Device shard_device = options_.offload_param ? Device::cpu() : device;
+  const bool offload_optimizer = options_.offload_optimizer || options_.offload_param;
   if (hook >= 0) {
     unit->buffer = std::make_unique<GatherableBuffer>(L.padded_numel, param_dtype_, device);
     unit->buffer->commit();
@@ -149,17 +158,19 @@ void ShardedUnits::add_unit(int hook, const std::vector<int>& members, const std
   if (options_.broadcast_initial_parameters) world_.broadcast(unit->full, 0)->wait();
   {
     MemTagScope tag(MemTag::parameter);
-    unit->shard = Tensor::empty({L.shard_numel}, param_dtype_, device);
+    unit->shard = Tensor::empty({L.shard_numel}, param_dtype_, shard_device);
   }
   ops::copy_(unit->shard, ops::narrow(unit->full, 0, L.shard_offset(rank), L.shard_numel));
   {
     MemTagScope tag(MemTag::gradient);
-    unit->grad_shard = Tensor::zeros({L.shard_numel}, reduce_dtype_, device);
+    unit->grad_shard = Tensor::zeros({L.shard_numel}, reduce_dtype_, shard_device);
   }
   Tensor own = unit->shard;
-  if (is_16bit(param_dtype_)) {
+  // Masters: fp32 copies of 16-bit shards, and of f32 shards that stay on the device while the
+  // optimizer is offloaded (an offloaded f32 shard is stepped in place on the host).
+  if (is_16bit(param_dtype_) || (offload_optimizer && !shard_device.is_cpu())) {
     MemTagScope tag(MemTag::optimizer_state);
-    Tensor master = Tensor::empty({L.shard_numel}, DType::f32, device);
+    Tensor master = Tensor::empty({L.shard_numel}, DType::f32, offload_optimizer ? Device::cpu() : device);
     ops::copy_(master, own);
     masters_.push_back(master);
     own = master;
@@ -253,7 +264,8 @@ void ShardedUnits::update_parameters() {
   // Sharded parameters stay sharded until their next use; only the persistent unit is re-gathered.
   for (size_t u = 0; u < units_.size(); ++u)
     if (units_[u]->hook < 0) {
-      shard_group_->all_gather(units_[u]->full, units_[u]->shard)->wait();
+      gather_shard_into(*units_[u], units_[u]->full)->wait();
+      units_[u]->shard_up = Tensor();
       record(EngineEvent::parameters_gathered, static_cast<int>(u));
     }
   for (const Tensor& s : stepped_) s.set_grad(Tensor());

@@ -26,6 +26,11 @@
 //    persistent gradient shard, and the gathered buffer is freed (backward_post prefetches here).
 //  - A checkpointed layer's forward runs without grad (freed at once) and its recompute in
 //    backward runs the same hooks: the pre-hook gathers, the post-hook keeps it for the backward.
+//  - On a device the gathered buffers are device storage released in place (param_shard.h).
+//    offload_optimizer puts the fp32 masters (also of f32 parameters) and so the optimizer state
+//    on the CPU; offload_param puts each unit's parameter and gradient shards there too: a gather
+//    first copies the shard up (a transient device copy, MemTag::communication), a finished
+//    reduce-scatter copies the reduced shard down and adds it in on the host.
 //  - Hybrid: gathers and reduce-scatters in the shard group (consecutive hybrid_shard_group_size
 //    ranks); wait_for_gradients all-reduces the gradient shards across the replicate group.
 //  - Every collective is issued from the compute thread in program order, identical on all ranks;
@@ -76,6 +81,7 @@ class ShardedUnits {
   void zero_grad();
   void wait_for_gradients();
   Tensor grad_shard(int unit) const { return units_[unit]->grad_shard; }
+  Tensor parameter_shard(int unit) const { return units_[unit]->shard; }
   // Sum over the shard group of this rank's gradient shards' squares (the global norm squared).
   double grad_squares() const;
   void update_parameters();
@@ -97,7 +103,8 @@ class ShardedUnits {
     int hook = -1;  // -1: the persistent unit
     std::unique_ptr<GatherableBuffer> buffer;  // null for the persistent unit
     Tensor full;        // (padded_numel,) the parameters view it
-    Tensor shard;       // (shard_numel,) MemTag::parameter: this rank's part
+    Tensor shard;       // (shard_numel,) MemTag::parameter: this rank's part (CPU with offload_param)
+    Tensor shard_up;    // offload_param: the shard's device copy while its all-gather runs
     Tensor grad_shard;  // (shard_numel,) MemTag::gradient, reduce dtype, summed over micro batches
     Gather state = Gather::freed;
     WorkHandle gather_work;
@@ -125,6 +132,8 @@ class ShardedUnits {
   void on_grad_ready(int param);
   void unit_backward_done(int unit);
   void issue_gather(int unit);
+  // The all-gather of `unit`'s shard into `target` (the shard copied to the device first when offloaded).
+  WorkHandle gather_shard_into(Unit& unit, const Tensor& target);
   void wait_gathered(int unit);
   void ensure_hook_gathered(int hook);
   void free_unit(int unit);

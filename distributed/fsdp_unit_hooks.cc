@@ -18,9 +18,19 @@ void ShardedUnits::issue_gather(int u) {
   unit.buffer->commit();
   gathered_bytes_ += unit.buffer->nbytes();
   gathered_peak_ = std::max(gathered_peak_, gathered_bytes_);
-  unit.gather_work = shard_group_->all_gather(unit.buffer->gather_target(), unit.shard);
+  unit.gather_work = gather_shard_into(unit, unit.buffer->gather_target());
   unit.state = Gather::in_flight;
   record(EngineEvent::unit_gather_issued, u);
+}
+
+WorkHandle ShardedUnits::gather_shard_into(Unit& unit, const Tensor& target) {
+  if (unit.shard.device() == target.device()) return shard_group_->all_gather(target, unit.shard);
+  // offload_param: the collective runs on the device (NCCL needs both ends there); the copy is
+  // issued with the gather, so a prefetched unit's upload is prefetched too.
+  NoGradGuard no_grad;
+  MemTagScope tag(MemTag::communication);
+  unit.shard_up = unit.shard.to(target.device());
+  return shard_group_->all_gather(target, unit.shard_up);
 }
 
 void ShardedUnits::wait_gathered(int u) {
@@ -29,6 +39,7 @@ void ShardedUnits::wait_gathered(int u) {
   if (unit.state == Gather::in_flight) {
     unit.gather_work->wait();
     unit.gather_work.reset();
+    unit.shard_up = Tensor();
     unit.state = Gather::gathered;
     record(EngineEvent::unit_gathered, u);
   }
@@ -45,6 +56,7 @@ void ShardedUnits::free_unit(int u) {
   if (unit.state == Gather::in_flight) {
     unit.gather_work->wait();
     unit.gather_work.reset();
+    unit.shard_up = Tensor();
   }
   unit.buffer->release();
   gathered_bytes_ -= unit.buffer->nbytes();
@@ -169,7 +181,9 @@ void ShardedUnits::finish_reduce_scatter(int u) {
   Unit& unit = *units_[u];
   unit.reduce_work->wait();
   unit.reduce_work.reset();
-  ops::add_(unit.grad_shard, unit.grad_out);  // summed over micro batches
+  // Summed over micro batches (offload_param: on the host, where the shard lives).
+  ops::add_(unit.grad_shard, unit.grad_out.device() == unit.grad_shard.device() ? unit.grad_out
+                                                                                 : unit.grad_out.to(unit.grad_shard.device()));
   unit.grad_full = Tensor();
   unit.grad_out = Tensor();
   record(EngineEvent::bucket_reduced, u);

@@ -10,10 +10,13 @@
 
 namespace shardlab::dist {
 
-// CPU only: the buffer is an anonymous mapping; release() drops its pages and makes it
+// On the CPU the buffer is an anonymous mapping; release() drops its pages and makes it
 // inaccessible (a use of a freed parameter faults at once instead of reading stale values),
-// commit() makes it readable and writable again (zero pages until written). Committed bytes are
-// counted in the memory ledger under MemTag::communication: gathered parameters are transient.
+// commit() makes it readable and writable again (zero pages until written). On a device it is a
+// storage of the device's allocator released and re-acquired in place (Storage::release_bytes:
+// the caching allocator takes the bytes back, the tensors keep their storage object, and the
+// gather target is rebound to the new address). Committed bytes are counted in the memory ledger
+// under MemTag::communication: gathered parameters are transient.
 class GatherableBuffer {
  public:
   GatherableBuffer(int64_t numel, DType dtype, Device device);  // starts released
@@ -33,9 +36,10 @@ class GatherableBuffer {
   int64_t nbytes() const { return tensor_.nbytes(); }
 
  private:
+  bool on_cpu() const { return mapped_bytes_ > 0; }
   Tensor tensor_;
   Tensor gather_target_;
-  size_t mapped_bytes_ = 0;
+  size_t mapped_bytes_ = 0;  // CPU: the mapping's size; 0 on a device (allocator-owned storage)
   bool committed_ = false;
 };
 

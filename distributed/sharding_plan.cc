@@ -86,8 +86,9 @@ void validate(const DataParallelOptions& options) {
            preset_name(options.preset), ", not fsdp_hybrid_shard");
   SL_CHECK(options.prefetch_bucket_size >= 0, "data parallel: prefetch_bucket_size must be >= 0 (got ",
            options.prefetch_bucket_size, ")");
-  SL_CHECK(!options.offload_optimizer || !shards_parameters(options.preset), "data parallel: offload_optimizer with ",
-           preset_name(options.preset), " is not supported yet (ddp, zero1 and zero2 offload the optimizer)");
+  SL_CHECK(!options.offload_param || shards_parameters(options.preset), "data parallel: offload_param with ",
+           preset_name(options.preset), ": only parameter sharding (zero3, fsdp_full_shard, fsdp_hybrid_shard) "
+           "offloads parameters (use offload_optimizer for ddp, zero1 and zero2)");
   SL_CHECK(options.param_persistence_threshold >= 0, "data parallel: param_persistence_threshold must be >= 0 (got ",
            options.param_persistence_threshold, ")");
   SL_CHECK(options.wrap != WrapPolicy::decoder_layer || !options.transformer_layer_cls_to_wrap.empty(),

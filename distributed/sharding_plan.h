@@ -95,8 +95,14 @@ struct DataParallelOptions {
 
   // ZeRO-Offload (DeepSpeed's offload_optimizer: cpu): the fp32 master shards and the optimizer
   // state live on the CPU and the optimizer steps there; each step the reduced gradient shard is
-  // copied down and the updated shard copied back up. For parameters on a GPU; ddp/zero1/zero2.
+  // copied down and the updated shard copied back up. For parameters on a GPU; every preset.
   bool offload_optimizer = false;
+  // ZeRO-Infinity's offload_param: cpu / FSDP's CPUOffload(offload_params=True), zero3 and
+  // hybrid_shard only: each unit's parameter shard and gradient shard live on the CPU and are
+  // copied to the device for the unit's all-gather (and so ride its prefetch), and each reduced
+  // gradient shard is copied down. It implies offload_optimizer (as FSDP's CPUOffload: the
+  // optimizer steps where the shards are). Only gathered units occupy device memory.
+  bool offload_param = false;
 
   // Record the engine's events (hook fired, bucket issued, bucket finished) for inspection and
   // tests. Observation only: recording never changes what runs or when.

@@ -2,7 +2,9 @@
 // peaks until they are reset.
 #include <gtest/gtest.h>
 
+#include "core/error.h"
 #include "core/memory_ledger.h"
+#include "core/storage.h"
 #include "core/ops.h"
 
 namespace shardlab {
@@ -51,6 +53,49 @@ TEST(MemoryLedger, RetagMovesBytesBetweenRows) {
   EXPECT_EQ(m[MemTag::parameter].live - before[MemTag::parameter].live, 1024);
   EXPECT_EQ(m[MemTag::other].live, before[MemTag::other].live);
   EXPECT_EQ(w.tag(), MemTag::parameter);
+}
+
+// FSDP's in-place release: the storage object (and every view of it) survives, its bytes leave the
+// allocator and the ledger, and come back on acquire_bytes(); a retag while released moves no bytes;
+// the destructor of a released storage frees nothing twice (ASan would report it).
+TEST(MemoryLedger, StorageReleasedInPlaceLeavesTheLedgerAndComesBack) {
+  MemoryLedger& ledger = MemoryLedger::instance();
+  const DeviceMemory before = ledger.snapshot(Device::cpu());
+  {
+    MemTagScope scope(MemTag::communication);
+    Tensor t = Tensor::empty({64}, DType::f32);  // 256 bytes
+    Tensor view = ops::narrow(t, 0, 16, 16);
+    const std::shared_ptr<Storage> storage = t.storage();
+    storage->release_bytes();
+    EXPECT_FALSE(storage->holds_bytes());
+    EXPECT_EQ(storage->data(), nullptr);
+    EXPECT_EQ(ledger.snapshot(Device::cpu()).live, before.live);
+    storage->release_bytes();  // idempotent
+    storage->retag(MemTag::parameter);  // nothing to move while released
+    EXPECT_EQ(ledger.snapshot(Device::cpu())[MemTag::parameter].live, before[MemTag::parameter].live);
+    storage->acquire_bytes();
+    ASSERT_TRUE(storage->holds_bytes());
+    const DeviceMemory back = ledger.snapshot(Device::cpu());
+    EXPECT_EQ(back[MemTag::parameter].live - before[MemTag::parameter].live, 256);  // under its new tag
+    EXPECT_EQ(back[MemTag::communication].live, before[MemTag::communication].live);
+    ops::fill_(t, 3.0);  // the old views reach the new bytes
+    EXPECT_EQ(view.to_double_vector(), std::vector<double>(16, 3.0));
+    storage->release_bytes();  // destroyed released
+  }
+  EXPECT_EQ(ledger.snapshot(Device::cpu()).live, before.live);
+}
+
+// A wrapped storage can be pointed at other memory (what aliases an in-place-released buffer);
+// an owned one cannot, and an owned one cannot be released twice into wrapped memory.
+TEST(MemoryLedger, OnlyWrappedStorageRebindsAndOnlyOwnedStorageReleases) {
+  float a[4] = {1, 2, 3, 4}, b[4] = {5, 6, 7, 8};
+  Storage wrapped(a, sizeof(a), Device::cpu(), nullptr);
+  wrapped.rebind(b);
+  EXPECT_EQ(wrapped.data(), b);
+  EXPECT_THROW(wrapped.release_bytes(), Error);
+  EXPECT_THROW(wrapped.acquire_bytes(), Error);
+  Tensor owned = Tensor::empty({4}, DType::f32);
+  EXPECT_THROW(owned.storage()->rebind(a), Error);
 }
 
 TEST(MemoryLedger, PeaksPersistUntilReset) {

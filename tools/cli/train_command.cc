@@ -39,15 +39,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// On a GPU the engine runs DDP, ZeRO-1 and ZeRO-2 (host-staged collectives); sharding the
-// parameters themselves needs gathered unit buffers that release and re-acquire device memory in
-// place, which the engine does on the CPU only so far.
-void reject_unsupported(const config::TrainConfig& cfg, const std::string& path, dist::Preset preset) {
-  SL_CHECK(cfg.device != config::DeviceKind::cuda || !dist::shards_parameters(preset), path, ": device cuda with ",
-           dist::preset_name(preset), ": parameter sharding (ZeRO-3 / FSDP full or hybrid) runs on the CPU only so far; "
-           "use ddp, zero1 or zero2 (or fsdp SHARD_GRAD_OP / NO_SHARD) on the GPU, or device: cpu");
-}
-
 // Every rank's memory ledger (CPU; peak and, in parentheses, live MiB per tag), gathered into one
 // table for rank 0. Collective: every rank calls it.
 std::string per_rank_memory_table(dist::ProcessGroup& group) {
@@ -192,7 +183,6 @@ int run_train(const std::vector<std::string>& argv) {
     // The engine broadcasts rank 0's parameters, keeps the (sharded) fp32 masters and the optimizer
     // steps its shards. DeepSpeed's or FSDP's knobs when the config gives them, else the engine's.
     const dist::DataParallelOptions o = data_parallel_options(cfg, ds, world->size());
-    reject_unsupported(cfg, config_path, o.preset);
     // GPU tensors travel through host copies around the MPI collectives (NCCL is not wired yet).
     engine_group = dist::for_device(world, device);
     dp = dist::make_data_parallel(*model, *engine_group, o, precision, make_optimizer, sc);

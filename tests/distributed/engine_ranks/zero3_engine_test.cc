@@ -11,6 +11,8 @@
 #include "autograd/functions.h"
 #include "core/memory_ledger.h"
 #include "distributed/comm_ledger.h"
+#include "distributed/host_staged_process_group.h"
+#include "tests/support/emulated_cuda.h"
 #include "tests/distributed/mpi_ranks/mpi_test_world.h"
 #include "tests/trainer/data_parallel_fixtures.h"
 
@@ -268,6 +270,69 @@ TEST(Zero3Ranks, WithoutPrefetchOneLayerAtATime) {
   backward(sum);
   engine.wait_for_gradients();
   EXPECT_EQ(engine.sharded_units()->gathered_peak_bytes(), (units[0].padded_numel + units[1].padded_numel) * 4);
+}
+
+// ZeRO-3 on a device (emulated CUDA: host memory behind Device::cuda, ledgered per device): the
+// device holds no trained parameter between uses, gathered units come and go in the device's
+// communication row, and with offload_param the shards, gradient shards, masters and AdamW state
+// are all host bytes, so the device keeps nothing of the model state at all.
+TEST(Zero3Ranks, OnDeviceOnlyGatheredUnitsStayOnTheDeviceAndOffloadMovesTheShardsOut) {
+  shardlab::testing::use_emulated_cuda();
+  const Device gpu = Device::cuda(0);
+  std::shared_ptr<ProcessGroup> staged =
+      for_device(std::shared_ptr<ProcessGroup>(&world(), [](ProcessGroup*) {}), gpu);
+  auto& ledger = MemoryLedger::instance();
+  for (bool offload : {false, true}) {
+    const int64_t device_before = ledger.snapshot(gpu).live;
+    models::LlamaForCausalLM model(four_layers(), 5);
+    model.to(DType::bf16);
+    model.to(gpu);
+    DataParallelOptions o;
+    o.preset = Preset::zero3;
+    o.offload_param = offload;
+    const int64_t host_state_before = ledger.snapshot(Device::cpu())[MemTag::optimizer_state].live;
+    DataParallelEngine engine(model, *staged, o);
+    nn::AdamW optimizer(engine.optimizer_params(), 1e-3);
+    Tensor ids = Tensor::zeros({2, 12}, DType::i64);
+    int64_t* p = ids.data<int64_t>();
+    for (int64_t i = 0; i < ids.numel(); ++i) p[i] = (i * 7 + world().rank() * 3) % 32;
+    ids = ids.to(gpu);
+    ledger.reset_peaks();
+    engine.zero_grad();
+    {
+      MemTagScope tag(MemTag::activation);
+      auto [sum, n] = model.loss_sum({ids}, ids);
+      backward(sum * (1.0 / 64.0));
+    }
+    engine.wait_for_gradients();
+    engine.unscale_gradients(1.0);
+    optimizer.step();
+    engine.update_parameters();
+    const DeviceMemory dev = ledger.snapshot(gpu);
+    const DeviceMemory host = ledger.snapshot(Device::cpu());
+    int64_t shard_elems = 0, largest_unit = 0;
+    for (const BucketLayout& b : engine.buckets()) {
+      shard_elems += b.shard_numel;
+      largest_unit = std::max(largest_unit, b.padded_numel);
+    }
+    // Between steps nothing is gathered: the device's communication row is back to zero, and the
+    // gathers did use it (at least the root and one layer at once, in bf16).
+    EXPECT_EQ(dev[MemTag::communication].live, 0) << "offload " << offload;
+    EXPECT_GE(dev[MemTag::communication].peak, 2 * (engine.buckets()[0].padded_numel + engine.buckets()[1].padded_numel));
+    // Model state on the device: bf16 shards + bf16 gradient shards + (not offloaded) fp32 masters
+    // and AdamW's two moments = 16 bytes per shard element; none of it with offload_param.
+    const int64_t on_device = dev[MemTag::parameter].live + dev[MemTag::gradient].live + dev[MemTag::optimizer_state].live;
+    EXPECT_EQ(on_device, offload ? 0 : 16 * shard_elems) << "offload " << offload;
+    if (offload)  // the 12 bytes per element of masters and moments are host bytes instead
+      EXPECT_EQ(host[MemTag::optimizer_state].live - host_state_before, 12 * shard_elems);
+    EXPECT_EQ(dev.live - device_before - ids.nbytes(), on_device) << "only model state and the batch stay on the device";
+    if (world().rank() == 0)
+      std::printf("zero3 bf16 on cuda:0 (emulated), %d ranks%s: device model state %.1f KiB, device communication "
+                  "peak %.1f KiB (largest unit %.1f KiB), device peak %.1f KiB\n",
+                  world().size(), offload ? ", offload_param" : "", on_device / 1024.0,
+                  dev[MemTag::communication].peak / 1024.0, 2.0 * largest_unit / 1024.0, dev.peak / 1024.0);
+  }
+  shardlab::testing::remove_emulated_cuda();
 }
 
 }  // namespace

@@ -192,7 +192,8 @@ std::string case_name(const ParityCase& c) {
   return std::string(dist::preset_name(c.preset)) + (c.lora ? "/lora" : "/full") + "/accum" +
          std::to_string(c.gradient_accumulation_steps) + (c.checkpointing ? "/checkpointing" : "") +
          (c.wrap == dist::WrapPolicy::per_parameter ? "/per_parameter" : "") +
-         (c.hybrid_shard_group_size > 0 ? "/group" + std::to_string(c.hybrid_shard_group_size) : "");
+         (c.hybrid_shard_group_size > 0 ? "/group" + std::to_string(c.hybrid_shard_group_size) : "") +
+         (c.offload_param ? "/offload_param" : c.offload_optimizer ? "/offload_optimizer" : "");
 }
 
 ParityReport run_parity(dist::ProcessGroup& group, const ParityCase& c) {
@@ -219,6 +220,7 @@ ParityReport run_parity(dist::ProcessGroup& group, const ParityCase& c) {
   options.prefetch_bucket_size = c.prefetch_bucket_size;
   options.param_persistence_threshold = c.param_persistence_threshold;
   options.offload_optimizer = c.offload_optimizer;
+  options.offload_param = c.offload_param;
   dist::DataParallelEngine engine(*model, *engine_group, options);
   nn::AdamW optimizer(engine.optimizer_params(), kLearningRate, 0.9, 0.999, 1e-8, kWeightDecay);
   optimizer.set_lr(kLearningRate);
@@ -276,8 +278,14 @@ ParityReport run_parity(dist::ProcessGroup& group, const ParityCase& c) {
     }
     engine.free_full_parameters();
   }
-  const Device optimizer_device = c.offload_optimizer ? Device::cpu() : c.device;
+  const Device optimizer_device = c.offload_optimizer || c.offload_param ? Device::cpu() : c.device;
   report.state_where_expected = true;
+  if (const dist::ShardedUnits* units = engine.sharded_units())
+    for (size_t u = 0; u < units->layouts().size(); ++u) {
+      const Device shards_on = c.offload_param ? Device::cpu() : c.device;
+      report.state_where_expected &= units->parameter_shard(static_cast<int>(u)).device() == shards_on &&
+                                     units->grad_shard(static_cast<int>(u)).device() == shards_on;
+    }
   for (const auto& [name, p] : model->named_parameters()) report.state_where_expected &= p.device() == c.device;
   for (const Tensor& s : engine.optimizer_params()) report.state_where_expected &= s.device() == optimizer_device;
   for (const auto& [name, s] : optimizer.state_dict())

@@ -61,6 +61,7 @@ struct ParityCase {
   // group through dist::for_device (host-staged collectives).
   Device device = Device::cpu();
   bool offload_optimizer = false;  // with a device: masters and optimizer state on the CPU
+  bool offload_param = false;      // zero3/hybrid with a device: parameter and gradient shards on the CPU too
 };
 
 // The first place where the run left the reference: the earliest step, and in it the loss (checked
@@ -83,7 +84,8 @@ struct ParityReport {
   double max_loss_diff = 0.0;       // over steps and ranks
   double max_grad_norm_diff = 0.0;  // relative, over steps and ranks
   // Where the run kept its state: the model's parameters on the case's device, the optimizer's
-  // stepped tensors and state (step counter aside) on the host exactly when offloaded (this rank).
+  // stepped tensors and state (step counter aside) on the host exactly when offloaded, and the
+  // sharded units' parameter and gradient shards on the host exactly with offload_param (this rank).
   bool state_where_expected = false;
   double max_param_diff = 0.0;      // over steps, parameters, elements and ranks
   double max_param_change = 0.0;    // the reference's largest parameter change: it trained

@@ -145,6 +145,51 @@ TEST(ParityOnDevice, OffloadedOptimizerMatchesTheReference) {
   testing::remove_emulated_cuda();
 }
 
+// ZeRO-3 and hybrid sharding on the device: gathered unit buffers are device storage released and
+// re-acquired in place; with LoRA (frozen bases replicated in every unit) and with a checkpointed
+// recompute that gathers again in backward.
+TEST(ParityOnDevice, Zero3AndHybridGatherIntoDeviceBuffers) {
+  testing::use_emulated_cuda();
+  for (dist::Preset preset : {dist::Preset::zero3, dist::Preset::hybrid_shard})
+    for (bool lora : {false, true}) {
+      ParityCase c;
+      c.preset = preset;
+      c.lora = lora;
+      c.gradient_accumulation_steps = 2;
+      c.checkpointing = !lora;
+      c.steps = 3;
+      c.device = Device::cuda(0);
+      const ParityReport r = run_parity(world(), c);
+      print(case_name(c) + " on cuda:0 (emulated)", r);
+      EXPECT_FALSE(r.first.has_value()) << case_name(c) << ": " << r.first->message();
+      EXPECT_TRUE(r.state_where_expected) << case_name(c) << ": parameters, shards and optimizer state on the device";
+      EXPECT_GT(r.max_param_change, 20 * kParameterTolerance) << case_name(c);
+    }
+  testing::remove_emulated_cuda();
+}
+
+// ZeRO-3 with the optimizer offloaded (f32 masters on the host) and with the parameters offloaded
+// (shards and gradient shards on the host, uploaded per unit for its gather).
+TEST(ParityOnDevice, Zero3WithOptimizerOrParametersOffloaded) {
+  testing::use_emulated_cuda();
+  for (dist::Preset preset : {dist::Preset::zero3, dist::Preset::hybrid_shard})
+    for (bool params : {false, true}) {
+      ParityCase c;
+      c.preset = preset;
+      c.device = Device::cuda(0);
+      c.offload_optimizer = !params;
+      c.offload_param = params;
+      c.gradient_accumulation_steps = 2;
+      c.steps = 3;
+      const ParityReport r = run_parity(world(), c);
+      print(case_name(c) + " on cuda:0 (emulated)", r);
+      EXPECT_FALSE(r.first.has_value()) << case_name(c) << ": " << r.first->message();
+      EXPECT_TRUE(r.state_where_expected) << case_name(c) << ": shards and optimizer state where the offload puts them";
+      EXPECT_GT(r.max_param_change, 20 * kParameterTolerance) << case_name(c);
+    }
+  testing::remove_emulated_cuda();
+}
+
 TEST(ParityHarness, NamesTheStepTensorAndRankOfAnInjectedFault) {
   ParityCase c;
   c.preset = dist::Preset::zero2;
