@@ -8,6 +8,8 @@
 // the job, the job is ended the same way the MPI backend ends it.
 #include "distributed/nccl_process_group.h"
 
+#include "cuda/stream.h"
+
 #include <atomic>
 #include <cstring>
 #include <thread>
@@ -220,8 +222,9 @@ WorkHandle NcclProcessGroup::launch(CollectiveKind kind, int64_t payload_bytes, 
   cudaEvent_t issued = nullptr, done = nullptr;
   SL_CUDA_CHECK(cudaEventCreate(&issued));
   SL_CUDA_CHECK(cudaEventCreate(&done));
-  // The collective starts once the compute stream has produced its inputs.
-  SL_CUDA_CHECK(cudaEventRecord(issued, cudaStreamLegacy));
+  // The collective starts once the compute stream (where every op kernel runs, cuda/stream.h) has
+  // produced its inputs; the caller's wait() then orders later work after `done` on the host.
+  SL_CUDA_CHECK(cudaEventRecord(issued, cuda::compute_stream(device_)));
   SL_CUDA_CHECK(cudaStreamWaitEvent(stream_, issued, 0));
   const ncclResult_t launched = call(stream_);
   SL_NCCL_CHECK(launched);

@@ -1,6 +1,6 @@
 // The NCCL process group for CUDA tensors: bootstrapped by broadcasting the ncclUniqueId over an
 // MPI (or, at world size 1, local) group, collectives on the group's own CUDA stream ordered after
-// the caller's work by events. Work::wait() polls the completion event against the group's timeout
+// the compute stream's work by events. Work::wait() polls the completion event against the group's timeout
 // and aborts the communicator (ncclCommAbort) on expiry. Built only when CUDA and NCCL are found.
 #pragma once
 
@@ -27,11 +27,9 @@ class NcclProcessGroup final : public ProcessGroup {
   ~NcclProcessGroup() override;
 
   std::string backend_name() const override { return "nccl"; }
-  // Tensors live on CUDA device `device()` (until the CUDA backend allocates tensors, wrap device
-  // memory with Tensor::from_blob(ptr, shape, dtype, Device::cuda(i))). Dtypes: f32, f64, bf16,
-  // f16, i32, i64, u8, i8 (NCCL's own; avg is ncclAvg). Collectives are ordered after the work
-  // already queued on the legacy default stream, which is the compute stream until the CUDA
-  // backend has streams.
+  // Tensors live on CUDA device `device()`. Dtypes: f32, f64, bf16, f16, i32, i64, u8, i8 (NCCL's
+  // own; avg is ncclAvg). Collectives are ordered after the work already queued on the device's
+  // compute stream (cuda::compute_stream), where every op kernel runs.
   WorkHandle all_reduce(Tensor tensor, ReduceOp op) override;
   WorkHandle reduce_scatter(Tensor output, Tensor input, ReduceOp op) override;
   WorkHandle all_gather(Tensor output, Tensor input) override;

@@ -2,7 +2,7 @@
 // the values they write, every knob reaches DistributedSettings, keys without a meaning are errors
 // naming the file and key, and at startup train_batch_size must equal micro x accumulation x world
 // size, "auto" bucket sizes come from hidden_size, and offload is a clear error on a CPU run (on a
-// GPU the optimizer offload runs; parameter and NVMe offload are errors); ZeRO-3 itself is the
+// GPU the optimizer and parameter offloads run; NVMe is an error); ZeRO-3 itself is the
 // engine's to accept (dist::preset_from_zero_stage).
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -106,14 +106,16 @@ TEST(DeepSpeedZero, AxolotlZero3FilesLoadAndOffloadIsAClearError) {
                                               HasSubstr("offload needs the model on a CUDA device")));
   EXPECT_THAT(runtime_error(with_zero(R"({"stage": 3, "offload_param": {"device": "nvme"}})"), 1),
               HasSubstr("offload_param.device nvme: offload needs the model on a CUDA device"));
-  // On a GPU the optimizer offload is what it says; parameter offload and NVMe are not built yet.
+  // On a GPU both offloads are what they say (stage 3 for parameters); NVMe is not built.
   TrainConfig on_gpu = with_ds(kAxolotl + "axolotl_zero2.json");
   on_gpu.device = DeviceKind::cuda;
   EXPECT_EQ(check_distributed_runtime(on_gpu, {2, 32}).offload_optimizer.device, OffloadDevice::cpu);
   TrainConfig params_on_gpu = params;
   params_on_gpu.device = DeviceKind::cuda;
-  EXPECT_THAT(runtime_error(params_on_gpu, 2), AllOf(HasSubstr("zero_optimization.offload_param.device cpu"),
-                                                     HasSubstr("parameter offload is not supported yet")));
+  EXPECT_EQ(check_distributed_runtime(params_on_gpu, {2, 32}).offload_param.device, OffloadDevice::cpu);
+  TrainConfig param_nvme_on_gpu = with_zero(R"({"stage": 3, "offload_param": {"device": "nvme"}})");
+  param_nvme_on_gpu.device = DeviceKind::cuda;
+  EXPECT_THAT(runtime_error(param_nvme_on_gpu, 1), HasSubstr("offload_param.device nvme is not supported (cpu is)"));
   TrainConfig nvme_on_gpu = with_zero(R"({"stage": 2, "offload_optimizer": {"device": "nvme"}})");
   nvme_on_gpu.device = DeviceKind::cuda;
   EXPECT_THAT(runtime_error(nvme_on_gpu, 1), HasSubstr("offload_optimizer.device nvme is not supported (cpu is)"));
@@ -220,6 +222,20 @@ TEST(DeepSpeedZero, DdpTimeoutIsAPositiveNumberOfSeconds) {
   EXPECT_EQ(parse_train_config(resolved_config_yaml(c), "again.yaml"), c);
   EXPECT_THAT(error_of([] { parse_train_config(kBase + "ddp_timeout: 0\n", "t.yaml"); }), HasSubstr("ddp_timeout"));
   EXPECT_THAT(error_of([] { parse_train_config(kBase + "ddp_timeout: soon\n", "t.yaml"); }), HasSubstr("ddp_timeout"));
+}
+
+// Hugging Face's ddp_backend: auto (default), nccl or mpi; its other backends are named as not built.
+TEST(DeepSpeedZero, DdpBackendIsAutoNcclOrMpi) {
+  EXPECT_EQ(parse_train_config(kBase, "t.yaml").distributed.ddp_backend, DdpBackend::automatic);
+  for (const auto& [text, want] : {std::pair{"nccl", DdpBackend::nccl}, std::pair{"mpi", DdpBackend::mpi}}) {
+    const TrainConfig c = parse_train_config(kBase + "ddp_backend: " + text + "\n", "t.yaml");
+    EXPECT_EQ(c.distributed.ddp_backend, want);
+    EXPECT_EQ(parse_train_config(resolved_config_yaml(c), "again.yaml"), c);  // the resolved config keeps it
+  }
+  EXPECT_THAT(error_of([] { parse_train_config(kBase + "ddp_backend: gloo\n", "t.yaml"); }),
+              AllOf(HasSubstr("ddp_backend 'gloo' is not supported yet"), HasSubstr("nccl")));
+  EXPECT_THAT(error_of([] { parse_train_config(kBase + "ddp_backend: ncl\n", "t.yaml"); }),
+              HasSubstr("ddp_backend must be one of"));
 }
 
 }  // namespace

@@ -139,6 +139,15 @@ TEST(FsdpConfig, StartupChecksOffloadHybridGroupAndEfficientLoading) {
               AllOf(HasSubstr("fsdp_config.offload_params"),
                     HasSubstr("offload needs the model on a CUDA device; this run is on the CPU")));
   EXPECT_THAT(runtime_error("fsdp: [full_shard, offload]\n", 2), HasSubstr("offload needs the model on a CUDA device"));
+  // On a GPU: parameter offload needs sharded parameters.
+  TrainConfig offload_on_gpu = parse("fsdp: [full_shard, offload]\n");
+  offload_on_gpu.device = DeviceKind::cuda;
+  EXPECT_NO_THROW(check_distributed_runtime(offload_on_gpu, {2, 32}));
+  TrainConfig grad_op_offload = parse("fsdp: [shard_grad_op, offload]\n");
+  grad_op_offload.device = DeviceKind::cuda;
+  EXPECT_THAT(error_of([&] { check_distributed_runtime(grad_op_offload, {2, 32}); }),
+              AllOf(HasSubstr("fsdp_config.offload_params with sharding_strategy SHARD_GRAD_OP"),
+                    HasSubstr("needs FULL_SHARD or HYBRID_SHARD")));
   // hybrid_shard: one node, so by default one shard group of every rank; a given size must divide.
   const TrainConfig hybrid = parse("fsdp: [hybrid_shard]\n");
   EXPECT_EQ(hybrid_shard_group_size(hybrid.fsdp, 4), 4);

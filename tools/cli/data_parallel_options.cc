@@ -34,6 +34,7 @@ void apply_fsdp(const config::FsdpSettings& f, int world_size, dist::DataParalle
   o.forward_prefetch = f.forward_prefetch;
   o.backward_prefetch = backward_prefetch(f.backward_prefetch);
   o.broadcast_initial_parameters = f.sync_module_states;
+  o.offload_param = f.offload_params;  // FSDP's CPUOffload: shards, gradients and the optimizer step on the host
   if (o.preset == dist::Preset::hybrid_shard)
     o.hybrid_shard_group_size = static_cast<int>(config::hybrid_shard_group_size(f, world_size));
 }
@@ -60,6 +61,7 @@ dist::DataParallelOptions data_parallel_options(const config::TrainConfig& cfg, 
       o.param_persistence_threshold = *ds.stage3_param_persistence_threshold;
     }
     o.offload_optimizer = ds.offload_optimizer.device == config::OffloadDevice::cpu;
+    o.offload_param = ds.offload_param.device == config::OffloadDevice::cpu;
   }
   dist::validate(o);
   return o;
@@ -79,7 +81,11 @@ std::string describe(const dist::DataParallelOptions& o, int world_size) {
   } else if (o.preset != dist::Preset::ddp) {
     s += ", all-gather bucket " + std::to_string(o.allgather_bucket_size) + " elements";
   }
-  if (o.offload_optimizer) s += ", optimizer offloaded to the CPU (fp32 masters and state on the host)";
+  if (o.offload_param)
+    s += ", parameters offloaded to the CPU (parameter and gradient shards, fp32 masters and optimizer state on the "
+         "host; each unit uploaded for its gather)";
+  else if (o.offload_optimizer)
+    s += ", optimizer offloaded to the CPU (fp32 masters and state on the host)";
   s += std::string(", overlap_comm ") + (o.overlap_comm ? "on" : "off");
   if (!o.broadcast_initial_parameters) s += ", no initial broadcast (sync_module_states false)";
   return s;

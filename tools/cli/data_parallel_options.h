@@ -17,7 +17,8 @@ namespace shardlab::cli {
 // fsdp_no_shard/fsdp_shard_grad_op/fsdp_full_shard/fsdp_hybrid_shard, decoder-layer units
 // (TRANSFORMER_BASED_WRAP; SIZE_BASED_WRAP and no wrap at all are errors for the presets that shard
 // parameters), forward/backward prefetch, sync_module_states as the initial broadcast, and the
-// hybrid group size. Errors name the key.
+// hybrid group size. Offload: DeepSpeed's offload_optimizer / offload_param (device cpu) and FSDP's
+// offload_params (which, like FSDP's CPUOffload, also puts the optimizer on the host). Errors name the key.
 dist::DataParallelOptions data_parallel_options(const config::TrainConfig& cfg, const config::DistributedSettings& ds,
                                                 int world_size);
 

@@ -27,7 +27,7 @@
 #include "tools/cli/loss_plot.h"
 #include "tools/cli/run_setup.h"
 #include "tools/cli/runtime_caps.h"
-#include "distributed/host_staged_process_group.h"
+#include "distributed/device_process_group.h"
 #include "tools/cli/train_adapter.h"
 #include "tools/config/deepspeed_config.h"
 #include "tools/config/train_config.h"
@@ -183,8 +183,13 @@ int run_train(const std::vector<std::string>& argv) {
     // The engine broadcasts rank 0's parameters, keeps the (sharded) fp32 masters and the optimizer
     // steps its shards. DeepSpeed's or FSDP's knobs when the config gives them, else the engine's.
     const dist::DataParallelOptions o = data_parallel_options(cfg, ds, world->size());
-    // GPU tensors travel through host copies around the MPI collectives (NCCL is not wired yet).
-    engine_group = dist::for_device(world, device);
+    // GPU tensors: NCCL when every rank has its own GPU, else host copies around the MPI
+    // collectives (ddp_backend chooses; distributed/device_process_group.h).
+    const dist::CommBackend backends[] = {dist::CommBackend::automatic, dist::CommBackend::nccl, dist::CommBackend::mpi};
+    dist::DeviceGroup device_group =
+        dist::device_process_group(world, device, backends[static_cast<int>(cfg.distributed.ddp_backend)]);
+    engine_group = device_group.group;
+    if (rank0 && !device.is_cpu()) std::printf("# collectives: %s\n", device_group.reason.c_str());
     dp = dist::make_data_parallel(*model, *engine_group, o, precision, make_optimizer, sc);
     optimizer = std::move(dp.optimizer);
     scaler = std::move(dp.scaler);

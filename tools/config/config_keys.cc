@@ -25,7 +25,7 @@ const KeySet& top_level_keys() {
        "weight_decay", "adam_beta1", "adam_beta2", "adam_epsilon", "lr_scheduler", "warmup_steps",
        "warmup_ratio", "max_grad_norm", "seed", "output_dir", "logging_steps", "eval_steps",
        "saves_per_epoch", "save_steps", "resume_from_checkpoint", "bf16", "fp16", "tf32",
-       "gradient_checkpointing", "flash_attention", "trace", "device", "generate_after_training", "deepspeed", "ddp_timeout",
+       "gradient_checkpointing", "flash_attention", "trace", "device", "generate_after_training", "deepspeed", "ddp_timeout", "ddp_backend",
        "adapter", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "lora_target_linear",
        "lora_model_dir", "load_in_4bit", "bnb_4bit_quant_type", "bnb_4bit_compute_dtype",
        "bnb_4bit_use_double_quant", "fsdp", "fsdp_config", "fsdp_version"},

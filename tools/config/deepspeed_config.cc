@@ -225,6 +225,15 @@ void merge_deepspeed_config(const std::string& path, const ExplicitKeys& explici
   if (auto zero = root.get("zero_optimization")) parse_zero_optimization(*zero, c.distributed);
 }
 
+std::string_view to_string(DdpBackend v) {
+  switch (v) {
+    case DdpBackend::automatic: return "auto";
+    case DdpBackend::nccl: return "nccl";
+    case DdpBackend::mpi: return "mpi";
+  }
+  return "?";
+}
+
 std::string_view to_string(OffloadDevice v) {
   switch (v) {
     case OffloadDevice::none: return "none";
@@ -247,21 +256,25 @@ DistributedSettings check_distributed_runtime(const TrainConfig& c, const Runtim
   }
   // ZeRO-3 is decided by the engine (dist::preset_from_zero_stage), which knows whether it has it.
   // Offload moves model state from a GPU to host memory: on a CPU run there is nothing to move, and
-  // a silent no-op would misreport what the run does. offload_optimizer: cpu runs on a GPU (the
-  // engine steps fp32 masters on the host); NVMe and offload_param are not built yet.
+  // a silent no-op would misreport what the run does. On a GPU offload_optimizer: cpu steps the fp32
+  // masters on the host, and offload_param: cpu (stage 3; parse_deepspeed checks the stage) keeps
+  // the parameter and gradient shards there too; NVMe is not built.
   constexpr const char* kOffloadOnCpu = ": offload needs the model on a CUDA device; this run is on the CPU";
   const bool on_gpu = c.device == DeviceKind::cuda;
   SL_CHECK(on_gpu || d.offload_optimizer.device == OffloadDevice::none, file, "zero_optimization.offload_optimizer.device ",
            to_string(d.offload_optimizer.device), kOffloadOnCpu, " (remove offload_optimizer or set its device to \"none\")");
   SL_CHECK(d.offload_optimizer.device != OffloadDevice::nvme, file,
            "zero_optimization.offload_optimizer.device nvme is not supported (cpu is)");
-  constexpr const char* kParamOffloadOnGpu = ": parameter offload is not supported yet (it needs ZeRO-3 on the GPU)";
-  SL_CHECK(d.offload_param.device == OffloadDevice::none, file, "zero_optimization.offload_param.device ",
-           to_string(d.offload_param.device), on_gpu ? kParamOffloadOnGpu : kOffloadOnCpu,
-           " (remove offload_param or set its device to \"none\")");
+  SL_CHECK(on_gpu || d.offload_param.device == OffloadDevice::none, file, "zero_optimization.offload_param.device ",
+           to_string(d.offload_param.device), kOffloadOnCpu, " (remove offload_param or set its device to \"none\")");
+  SL_CHECK(d.offload_param.device != OffloadDevice::nvme, file,
+           "zero_optimization.offload_param.device nvme is not supported (cpu is)");
   if (c.fsdp.enabled) {
-    SL_CHECK(!c.fsdp.offload_params, "fsdp_config.offload_params (or fsdp: [offload])",
-             on_gpu ? kParamOffloadOnGpu : kOffloadOnCpu);
+    SL_CHECK(!c.fsdp.offload_params || on_gpu, "fsdp_config.offload_params (or fsdp: [offload])", kOffloadOnCpu);
+    SL_CHECK(!c.fsdp.offload_params || c.fsdp.sharding_strategy == FsdpShardingStrategy::full_shard ||
+                 c.fsdp.sharding_strategy == FsdpShardingStrategy::hybrid_shard,
+             "fsdp_config.offload_params with sharding_strategy ", to_string(c.fsdp.sharding_strategy),
+             ": parameter offload needs FULL_SHARD or HYBRID_SHARD (the parameters must be sharded to live on the host)");
     if (c.fsdp.sharding_strategy == FsdpShardingStrategy::hybrid_shard) hybrid_shard_group_size(c.fsdp, shape.world_size);
     // Rank 0 alone reads the checkpoint and the engine's initial broadcast gives the others its
     // weights; frozen weights (LoRA/QLoRA base) are not broadcast, so every rank must read them.

@@ -12,6 +12,11 @@ namespace shardlab::config {
 enum class OffloadDevice { none, cpu, nvme };
 std::string_view to_string(OffloadDevice v);
 
+// Hugging Face's / Axolotl's ddp_backend: which library runs collectives on GPU tensors. auto: NCCL
+// when every rank has its own GPU and the build has NCCL, else MPI through host copies.
+enum class DdpBackend { automatic, nccl, mpi };
+std::string_view to_string(DdpBackend v);
+
 struct OffloadSettings {
   OffloadDevice device = OffloadDevice::none;
   bool pin_memory = false;
@@ -49,6 +54,7 @@ struct DistributedSettings {
   std::optional<int64_t> train_batch_size;
   // Axolotl's and Hugging Face's ddp_timeout: a collective that takes longer fails (seconds).
   int64_t ddp_timeout_seconds = 1800;
+  DdpBackend ddp_backend = DdpBackend::automatic;
 
   bool operator==(const DistributedSettings&) const = default;
 };

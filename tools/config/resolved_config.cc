@@ -255,6 +255,9 @@ std::string resolved_config_yaml(const TrainConfig& c, const std::string& source
   emit_adapter(e, c.adapter);
   if (!c.deepspeed.empty()) key_value(e, "deepspeed", c.deepspeed);
   key_value(e, "ddp_timeout", c.distributed.ddp_timeout_seconds);
+  // auto is decided with the ranks in view (train prints "# collectives: ..."), not here.
+  if (c.distributed.ddp_backend != DdpBackend::automatic)
+    key_value(e, "ddp_backend", std::string(to_string(c.distributed.ddp_backend)));
   emit_fsdp(e, c.fsdp);
   if (c.generate_after_training) {
     e << YAML::Key << "generate_after_training" << YAML::Value << YAML::BeginMap;

@@ -265,6 +265,10 @@ TrainConfig parse_train_config(const std::string& yaml_text, const std::string& 
   read_number(rd, top, "max_grad_norm", Range::non_negative, c.max_grad_norm);
   read_int(rd, top, "seed", 0, c.seed);
   read_int(rd, top, "ddp_timeout", 1, c.distributed.ddp_timeout_seconds);
+  if (const Field* f = top.find("ddp_backend"))
+    c.distributed.ddp_backend = rd.choice<DdpBackend>(
+        *f, {{"auto", DdpBackend::automatic}, {"nccl", DdpBackend::nccl}, {"mpi", DdpBackend::mpi}},
+        {"gloo", "ccl", "hccl", "cncl", "mccl"});
 
   read_string(rd, top, "output_dir", c.output_dir);
   if (c.output_dir.empty()) rd.fail_at(top.find("output_dir")->value, "output_dir must not be empty");
