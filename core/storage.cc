@@ -44,6 +44,21 @@ Allocator* set_allocator(DeviceType type, Allocator* allocator) {
   return old;
 }
 
+namespace {
+Allocator*& pinned_slot() {
+  static Allocator* pinned = nullptr;
+  return pinned;
+}
+}  // namespace
+
+Allocator* pinned_host_allocator() { return pinned_slot(); }
+
+Allocator* set_pinned_host_allocator(Allocator* allocator) {
+  Allocator* old = pinned_slot();
+  pinned_slot() = allocator;
+  return old;
+}
+
 Storage::Storage(size_t bytes, Device device, MemTag tag, Allocator* allocator)
     : bytes_(bytes), device_(device), tag_(tag), allocator_(allocator) {
   data_ = allocator_->allocate(bytes, device);

@@ -28,6 +28,12 @@ Allocator* allocator_for(DeviceType type);
 // Returns the allocator it replaces. Not thread-safe: call during start-up.
 Allocator* set_allocator(DeviceType type, Allocator* allocator);
 
+// Host memory a device can copy to and from directly (page-locked, "pinned"): what offloaded
+// model state lives in. A device backend registers its pinned allocator; null without one (host
+// tensors then use the plain CPU allocator). Returns the one it replaces; start-up only.
+Allocator* pinned_host_allocator();
+Allocator* set_pinned_host_allocator(Allocator* allocator);
+
 class Storage {
  public:
   // Owns `bytes` fresh bytes from `allocator` on `device`, counted in the ledger under `tag`.

@@ -93,6 +93,15 @@ Tensor Tensor::empty_with(Allocator& allocator, const Shape& shape, DType dtype,
   return Tensor(std::move(impl));
 }
 
+Tensor Tensor::empty_pinned(const Shape& shape, DType dtype) {
+  Allocator* pinned = pinned_host_allocator();
+  return pinned != nullptr ? empty_with(*pinned, shape, dtype, Device::cpu()) : empty(shape, dtype, Device::cpu());
+}
+
+bool Tensor::is_pinned() const {
+  return defined() && pinned_host_allocator() != nullptr && storage()->allocator() == pinned_host_allocator();
+}
+
 Tensor Tensor::from_blob(void* data, const Shape& shape, DType dtype, Device device,
                          std::function<void(void*)> release) {
   auto impl = std::make_shared<TensorImpl>();

@@ -47,6 +47,10 @@ class Tensor {
   // As empty(), with memory from `allocator` instead of the device type's default (pinned host
   // memory for staging, say).
   static Tensor empty_with(Allocator& allocator, const Shape& shape, DType dtype, Device device);
+  // A host tensor in pinned memory when a device backend provides it (pinned_host_allocator()),
+  // else an ordinary one: for state that travels to and from a device every step (offload).
+  static Tensor empty_pinned(const Shape& shape, DType dtype = DType::f32);
+  bool is_pinned() const;
   static Tensor ones(const Shape& shape, DType dtype = DType::f32, Device device = Device::cpu());
   static Tensor full(const Shape& shape, double value, DType dtype = DType::f32, Device device = Device::cpu());
   static Tensor scalar(double value, DType dtype = DType::f32);

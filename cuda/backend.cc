@@ -37,6 +37,7 @@ bool initialize() {
   if (g_initialized) return true;
   if (device_count() == 0) return false;
   set_allocator(DeviceType::cuda, &device_caching_allocator());
+  shardlab::set_pinned_host_allocator(&cuda::pinned_host_allocator());  // offloaded state (Tensor::empty_pinned)
   register_device_kernels(DeviceType::cuda, &table());
   g_initialized = true;
   return true;

@@ -108,7 +108,8 @@ void DataParallelEngine::build_buckets(const std::vector<Tensor>& params) {
     if (is_16bit(param_dtype_) || options_.offload_optimizer) {
       MemTagScope tag(MemTag::optimizer_state);  // ZeRO counts fp32 masters with the optimizer
       // Offloaded: the master shard (and so the optimizer's state, made beside it) is on the host.
-      Tensor master = Tensor::empty({own_numel}, DType::f32, options_.offload_optimizer ? Device::cpu() : device);
+      Tensor master = options_.offload_optimizer ? Tensor::empty_pinned({own_numel}, DType::f32)
+                                                 : Tensor::empty({own_numel}, DType::f32, device);
       ops::copy_(master, own);
       masters_.push_back(master);
       own = master;

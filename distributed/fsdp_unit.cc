@@ -15,6 +15,10 @@ namespace shardlab::dist {
 
 namespace {
 bool is_16bit(DType t) { return t == DType::bf16 || t == DType::f16; }
+// Offloaded state crosses to the device every step: pinned host memory when the backend has it.
+Tensor empty_state(int64_t numel, DType dtype, Device device, bool offloaded) {
+  return offloaded && device.is_cpu() ? Tensor::empty_pinned({numel}, dtype) : Tensor::empty({numel}, dtype, device);
+}
 }  // namespace
 
 ShardedUnits::ShardedUnits(nn::Module& model, ProcessGroup& world, const DataParallelOptions& options,
@@ -158,19 +162,20 @@ void ShardedUnits::add_unit(int hook, const std::vector<int>& members, const std
   if (options_.broadcast_initial_parameters) world_.broadcast(unit->full, 0)->wait();
   {
     MemTagScope tag(MemTag::parameter);
-    unit->shard = Tensor::empty({L.shard_numel}, param_dtype_, shard_device);
+    unit->shard = empty_state(L.shard_numel, param_dtype_, shard_device, options_.offload_param);
   }
   ops::copy_(unit->shard, ops::narrow(unit->full, 0, L.shard_offset(rank), L.shard_numel));
   {
     MemTagScope tag(MemTag::gradient);
-    unit->grad_shard = Tensor::zeros({L.shard_numel}, reduce_dtype_, shard_device);
+    unit->grad_shard = empty_state(L.shard_numel, reduce_dtype_, shard_device, options_.offload_param);
+    ops::fill_(unit->grad_shard, 0.0);
   }
   Tensor own = unit->shard;
   // Masters: fp32 copies of 16-bit shards, and of f32 shards that stay on the device while the
   // optimizer is offloaded (an offloaded f32 shard is stepped in place on the host).
   if (is_16bit(param_dtype_) || (offload_optimizer && !shard_device.is_cpu())) {
     MemTagScope tag(MemTag::optimizer_state);
-    Tensor master = Tensor::empty({L.shard_numel}, DType::f32, offload_optimizer ? Device::cpu() : device);
+    Tensor master = empty_state(L.shard_numel, DType::f32, offload_optimizer ? Device::cpu() : device, offload_optimizer);
     ops::copy_(master, own);
     masters_.push_back(master);
     own = master;

@@ -27,6 +27,17 @@ class HostBackedDeviceAllocator final : public Allocator {
   const char* name() const override { return "emulated-cuda"; }
 };
 
+// Stands in for the CUDA backend's pinned host allocator: ordinary host memory, another name, so
+// tests can tell that offloaded state asked for pinned memory.
+class EmulatedPinnedAllocator final : public Allocator {
+ public:
+  void* allocate(size_t bytes, Device device) override { return allocator_for(DeviceType::cpu)->allocate(bytes, device); }
+  void deallocate(void* ptr, size_t bytes, Device device) override {
+    allocator_for(DeviceType::cpu)->deallocate(ptr, bytes, device);
+  }
+  const char* name() const override { return "emulated-cuda-pinned-host"; }
+};
+
 // A CPU-labelled view of an emulated device tensor's bytes (same layout; keeps the storage alive).
 Tensor host_view(const Tensor& t) {
   if (!t.defined() || t.device().is_cpu()) return t;
@@ -189,6 +200,7 @@ DeviceKernels build_table() {
 
 HostBackedDeviceAllocator g_allocator;
 Allocator* g_previous_allocator = nullptr;
+Allocator* g_previous_pinned = nullptr;
 bool g_installed = false;
 
 }  // namespace
@@ -197,6 +209,8 @@ void use_emulated_cuda() {
   if (g_installed) return;
   static const DeviceKernels table = build_table();
   g_previous_allocator = set_allocator(DeviceType::cuda, &g_allocator);
+  static EmulatedPinnedAllocator pinned;
+  g_previous_pinned = set_pinned_host_allocator(&pinned);
   register_device_kernels(DeviceType::cuda, &table);
   g_installed = true;
 }
@@ -204,6 +218,7 @@ void use_emulated_cuda() {
 void remove_emulated_cuda() {
   if (!g_installed) return;
   set_allocator(DeviceType::cuda, g_previous_allocator);
+  set_pinned_host_allocator(g_previous_pinned);
   register_device_kernels(DeviceType::cuda, nullptr);
   g_installed = false;
 }

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "distributed/data_parallel_setup.h"
+#include "distributed/host_staged_process_group.h"
 #include "models/llama_quantize.h"
 #include "nn/lora.h"
 #include "tests/trainer/trainer_fixtures.h"
@@ -66,6 +67,11 @@ struct Variant {
   bool qlora = false;  // LoRA over a frozen 4-bit NF4 base (the NF4 buffers are not trained)
   bool checkpointing = false;  // per-layer activation checkpointing (hooks fire in nested backwards)
   nn::LossScalerConfig scaler;  // fp16 only
+  // Where the model trains (a device run's collectives go through host staging); the offloads
+  // need a device.
+  Device device = Device::cpu();
+  bool offload_optimizer = false;
+  bool offload_param = false;  // zero3 / hybrid_shard
 };
 
 // The tiny Llama trained through the engine on this rank's share of the data.
@@ -77,12 +83,17 @@ struct DataParallelTrainer {
     if (variant.qlora) models::quantize_llama_nf4(model, dtype);
     if (variant.lora || variant.qlora) add_lora(model);
     model.set_gradient_checkpointing(variant.checkpointing);
+    model.to(variant.device);
+    options.device = variant.device;
+    engine_group = dist::for_device(std::shared_ptr<dist::ProcessGroup>(&group, [](dist::ProcessGroup*) {}), variant.device);
     dist::DataParallelOptions o;
     o.preset = preset;
+    o.offload_optimizer = variant.offload_optimizer;
+    o.offload_param = variant.offload_param;
     o.reduce_bucket_size = 600;  // a handful of buckets for the ~3.6k-parameter model
     const nn::PrecisionPolicy precision = nn::make_precision_policy(dtype == DType::bf16, dtype == DType::f16);
     o.hybrid_shard_group_size = preset == dist::Preset::hybrid_shard && group.size() > 1 ? group.size() / 2 : 0;
-    setup = dist::make_data_parallel(model, group, o, precision, [](std::vector<Tensor> p) {
+    setup = dist::make_data_parallel(model, *engine_group, o, precision, [](std::vector<Tensor> p) {
       return std::make_unique<nn::AdamW>(std::move(p), 0.0);
     }, variant.scaler);
     trainer = std::make_unique<Trainer>(model, *setup.optimizer, data, std::move(options), std::function<double()>{},
@@ -97,6 +108,7 @@ struct DataParallelTrainer {
   }
   models::LlamaForCausalLM model;
   RankStream data;
+  std::shared_ptr<dist::ProcessGroup> engine_group;  // the group, host-staged for a device
   dist::DataParallelSetup setup;
   std::unique_ptr<Trainer> trainer;
 };
@@ -106,6 +118,16 @@ inline double max_abs_difference(const std::vector<std::vector<double>>& a, cons
   for (size_t t = 0; t < a.size(); ++t)
     for (size_t i = 0; i < a[t].size(); ++i) worst = std::max(worst, std::abs(a[t][i] - b[t][i]));
   return worst;
+}
+
+// " + LoRA + checkpointing on cuda:0, parameters offloaded": the variant, for the test log.
+inline std::string describe(const Variant& v) {
+  std::string s = v.qlora ? " + QLoRA" : v.lora ? " + LoRA" : "";
+  if (v.checkpointing) s += " + checkpointing";
+  if (!v.device.is_cpu()) s += " on " + v.device.str();
+  if (v.offload_param) s += ", parameters offloaded";
+  else if (v.offload_optimizer) s += ", optimizer offloaded";
+  return s;
 }
 
 // NOTE [trainer parity tolerance]: as in tests/distributed/engine_checks.h, only summation order
@@ -139,7 +161,7 @@ inline void check_trainer_matches_single_process(dist::ProcessGroup& group, dist
   EXPECT_LE(diff, 2e-5) << dist::preset_name(preset) << " on " << group.size() << " ranks";
   if (group.rank() == 0)
     std::printf("trainer parity %s%s, %d ranks: losses %.6f .. %.6f, max |param - single process| = %.3g\n",
-                dist::preset_name(preset), std::string(variant.qlora ? " + QLoRA" : lora ? " + LoRA" : "").append(variant.checkpointing ? " + checkpointing" : "").c_str(), group.size(), losses.front(), losses.back(), diff);
+                dist::preset_name(preset), describe(variant).c_str(), group.size(), losses.front(), losses.back(), diff);
 }
 
 // fp16 through the Trainer: a loss scale of 2^40 overflows on every rank's gradients, so step 1 is
@@ -164,7 +186,8 @@ inline void check_trainer_fp16_skips_together(dist::ProcessGroup& group, dist::P
 
 // 4 steps straight, or 2 steps + checkpoint + a fresh process state resumed for 2 more: the same
 // losses and bit-identical parameters (each rank reloads its own optimizer and master shard).
-inline void check_trainer_resumes_exactly(dist::ProcessGroup& group, dist::Preset preset, DType dtype) {
+inline void check_trainer_resumes_exactly(dist::ProcessGroup& group, dist::Preset preset, DType dtype,
+                                          const Variant& variant = {}) {
   namespace fs = std::filesystem;
   // One directory for all ranks: named after rank 0's pid.
   const double pid = group.rank() == 0 ? static_cast<double>(::getpid()) : 0.0;
@@ -175,13 +198,13 @@ inline void check_trainer_resumes_exactly(dist::ProcessGroup& group, dist::Prese
   TrainerOptions o = dp_options(4);
   o.save_steps = 2;
   o.output_dir = dir.string();
-  DataParallelTrainer straight(group, preset, dtype, o);
+  DataParallelTrainer straight(group, preset, dtype, o, variant);
   straight.trainer->run();
   for (const char* f : {"model.safetensors", "trainer_state.json"})
     EXPECT_TRUE(fs::exists(dir / "checkpoint-2" / f)) << f;
   EXPECT_TRUE(fs::exists(dir / "checkpoint-2" / ("optimizer-rank-" + std::to_string(group.rank()) + ".safetensors")));
   TrainerOptions o2 = dp_options(4);
-  DataParallelTrainer resumed(group, preset, dtype, o2);
+  DataParallelTrainer resumed(group, preset, dtype, o2, variant);
   resumed.trainer->load_checkpoint((dir / "checkpoint-2").string());
   EXPECT_EQ(resumed.trainer->global_step(), 2);
   const double loss3 = resumed.trainer->step().loss, loss4 = resumed.trainer->step().loss;

@@ -17,6 +17,7 @@
 #include "nn/optimizer_8bit.h"
 #include "tests/distributed/checkpoint_ranks/checkpoint_checks.h"
 #include "tests/distributed/mpi_ranks/mpi_test_world.h"
+#include "tests/support/emulated_cuda.h"
 
 namespace shardlab::train::testing {
 namespace {
@@ -56,6 +57,12 @@ TEST(CheckpointRanks, ShardedResumeIsBitExact) {
   check_sharded_resume(Preset::zero3, DType::f32);
   check_sharded_resume(Preset::zero3, DType::bf16);
   check_sharded_resume(Preset::hybrid_shard, DType::f32);  // one shard group writes, its replicas skip
+  // On a device (emulated CUDA) with the parameters offloaded: shards read from and loaded into host
+  // shards, the gathered units on the device.
+  shardlab::testing::use_emulated_cuda();
+  check_sharded_resume(Preset::zero3, DType::bf16, {.device = Device::cuda(0), .offload_param = true});
+  check_sharded_resume(Preset::hybrid_shard, DType::f32, {.device = Device::cuda(0)});
+  shardlab::testing::remove_emulated_cuda();
 }
 
 // Half the ranks train ZeRO-2 and save; all ranks load it as ZeRO-1, and one process loads it twice:

@@ -70,6 +70,22 @@ TEST(Zero3Ranks, TrainerResumesExactly) {
   train::check_trainer_resumes_exactly(world(), Preset::zero3, DType::bf16);
 }
 
+// The Trainer with ZeRO-3 / hybrid on a device (emulated CUDA, host-staged collectives): the same
+// training as one CPU process, with the optimizer or the parameters offloaded too, and a
+// checkpoint (the model gathered from device buffers, each rank's host-side optimizer and master
+// shards) resumes exactly on the device.
+TEST(Zero3Ranks, TrainerOnDeviceMatchesAndResumesWithOffload) {
+  shardlab::testing::use_emulated_cuda();
+  const Device gpu = Device::cuda(0);
+  for (Preset p : kSharded) {
+    train::check_trainer_matches_single_process(world(), p, {.device = gpu});
+    train::check_trainer_matches_single_process(world(), p, {.lora = true, .device = gpu, .offload_param = true});
+  }
+  train::check_trainer_matches_single_process(world(), Preset::zero3, {.device = gpu, .offload_optimizer = true});
+  train::check_trainer_resumes_exactly(world(), Preset::zero3, DType::bf16, {.device = gpu, .offload_param = true});
+  shardlab::testing::remove_emulated_cuda();
+}
+
 // Four decoder layers, so that "at most the prefetch depth ahead" is a real bound.
 models::LlamaConfig four_layers() {
   models::LlamaConfig c = train::tiny();

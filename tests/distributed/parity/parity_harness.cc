@@ -285,7 +285,13 @@ ParityReport run_parity(dist::ProcessGroup& group, const ParityCase& c) {
       const Device shards_on = c.offload_param ? Device::cpu() : c.device;
       report.state_where_expected &= units->parameter_shard(static_cast<int>(u)).device() == shards_on &&
                                      units->grad_shard(static_cast<int>(u)).device() == shards_on;
+      // Offloaded shards cross to the device every step: pinned host memory.
+      if (c.offload_param)
+        report.state_where_expected &= units->parameter_shard(static_cast<int>(u)).is_pinned() &&
+                                       units->grad_shard(static_cast<int>(u)).is_pinned();
     }
+  if (c.offload_optimizer || c.offload_param)
+    for (const auto& [name, master] : engine.master_state()) report.state_where_expected &= master.is_pinned();
   for (const auto& [name, p] : model->named_parameters()) report.state_where_expected &= p.device() == c.device;
   for (const Tensor& s : engine.optimizer_params()) report.state_where_expected &= s.device() == optimizer_device;
   for (const auto& [name, s] : optimizer.state_dict())

@@ -85,7 +85,8 @@ struct ParityReport {
   double max_grad_norm_diff = 0.0;  // relative, over steps and ranks
   // Where the run kept its state: the model's parameters on the case's device, the optimizer's
   // stepped tensors and state (step counter aside) on the host exactly when offloaded, and the
-  // sharded units' parameter and gradient shards on the host exactly with offload_param (this rank).
+  // sharded units' parameter and gradient shards on the host exactly with offload_param, and what
+  // is offloaded (shards, fp32 masters) in pinned host memory (this rank).
   bool state_where_expected = false;
   double max_param_diff = 0.0;      // over steps, parameters, elements and ranks
   double max_param_change = 0.0;    // the reference's largest parameter change: it trained
