@@ -6,6 +6,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "core/async_copy.h"
 #include "core/ops.h"
 #include "core/ops/nf4.h"
 #include "core/tensor.h"

@@ -1,6 +1,8 @@
 // Tensor factories, layout queries and value accessors.
 #include "core/tensor.h"
 
+#include "core/trace.h"
+
 #include <cstring>
 #include <sstream>
 
@@ -183,6 +185,8 @@ Tensor Tensor::to(Device target) const {
   Tensor src = ops::contiguous(*this);
   Tensor dst = empty(shape(), dtype(), target);
   const Device side = target.is_cpu() ? device() : target;
+  const trace::Scope span(target.is_cpu() ? "copy to host" : "copy to device", trace::Category::copy,
+                          [&] { return trace::Args().add("bytes", dst.nbytes()).add("device", side.str()).json(); });
   detail::device_kernel(side, &DeviceKernels::copy_between_devices, "to")(dst, src);
   return dst;
 }

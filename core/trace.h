@@ -26,8 +26,8 @@ class Tensor;
 
 namespace trace {
 
-// What a span is. `copy` is for host<->device transfers: the CPU build has none yet (no
-// Tensor::to(Device)); the CUDA backend's copies should record under it.
+// What a span is. `copy`: host<->device transfers (Tensor::to, copy_async's issue and the host's
+// wait for it: the part of an offload copy that compute did not hide).
 enum class Category : uint8_t { op, autograd, module, collective, optimizer, copy, step };
 const char* category_name(Category c);
 

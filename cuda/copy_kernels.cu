@@ -6,6 +6,7 @@
 #include "core/checks.h"
 #include "cuda/elementwise_launch.cuh"
 #include "cuda/kernel_registry.h"
+#include "cuda/stream.h"
 
 namespace shardlab::cuda {
 
@@ -105,12 +106,62 @@ void copy_between_devices(const Tensor& dst, const Tensor& src) {
   SL_CUDA_CHECK(cudaStreamSynchronize(stream));
 }
 
+// A copy on the copy stream: complete when `done` is; holds both tensors until then.
+class CopyStreamCopy final : public PendingCopy {
+ public:
+  CopyStreamCopy(Tensor dst, Tensor src) : dst_(std::move(dst)), src_(std::move(src)) {}
+  ~CopyStreamCopy() override {
+    try {
+      wait();
+    } catch (const Error&) {  // a destructor must not throw; the error surfaced elsewhere
+    }
+  }
+  void wait() override {
+    if (waited_) return;
+    done_.synchronize();
+    waited_ = true;
+  }
+  Event& done() { return done_; }
+
+ private:
+  Tensor dst_, src_;
+  Event done_;
+  bool waited_ = false;
+};
+
+// As copy_between_devices, but on the copy stream and without waiting: the copy starts after the
+// work already queued on the compute stream (which produced a device source, or last used a device
+// destination's block), and the host goes on at once when the host side is pinned.
+PendingCopyHandle copy_between_devices_async(const Tensor& dst, const Tensor& src) {
+  const char* op = "copy_between_devices_async";
+  SL_CHECK(dst.device().is_cpu() != src.device().is_cpu(), op, ": exactly one side must be on the CPU, got ",
+           src.device().str(), " -> ", dst.device().str());
+  const Device gpu = dst.device().is_cpu() ? src.device() : dst.device();
+  SL_CHECK(gpu.is_cuda(), op, ": the CUDA kernel got a ", gpu.str(), " tensor");
+  check_same_dtype(op, dst, src);
+  SL_CHECK(dst.shape() == src.shape() && dst.is_contiguous() && src.is_contiguous(), op,
+           ": same shape, both contiguous required (", shape_str(src.shape()), " -> ", shape_str(dst.shape()), ")");
+  SL_CUDA_CHECK(cudaSetDevice(gpu.index));  // the events belong to the copy's device
+  auto copy = std::make_shared<CopyStreamCopy>(dst, src);
+  const size_t bytes = static_cast<size_t>(dst.nbytes());
+  if (bytes == 0) return copy;  // an event never recorded counts as complete
+  cudaStream_t stream = copy_stream(gpu.index);
+  Event ready;
+  ready.record(compute_stream(gpu.index));
+  ready.wait(stream);
+  const cudaMemcpyKind kind = dst.device().is_cpu() ? cudaMemcpyDeviceToHost : cudaMemcpyHostToDevice;
+  SL_CUDA_CHECK(cudaMemcpyAsync(dst.raw_data(), src.raw_data(), bytes, kind, stream));
+  copy->done().record(stream);
+  return copy;
+}
+
 }  // namespace
 
 void register_copy_kernels(DeviceKernels& k) {
   k.copy_ = &copy_;
   k.fill_ = &fill_;
   k.copy_between_devices = &copy_between_devices;
+  k.copy_between_devices_async = &copy_between_devices_async;
 }
 
 }  // namespace shardlab::cuda

@@ -151,6 +151,11 @@ void DataParallelEngine::zero_grad() {
            " bucket collective(s) in flight; call wait_for_gradients() after the final backward first");
   for (const Tensor& p : params_) p.set_grad(Tensor());
   for (const Tensor& s : stepped_) s.set_grad(Tensor());
+  for (auto& st : state_) {  // offload: no copy may still read the buffers about to be reused
+    if (st->grad_down) st->grad_down->wait();
+    st->grad_down.reset();
+    st->grad_host = Tensor();
+  }
   reset_buckets();  // a step abandoned half-way (an error between micro batches) leaves no trace
 }
 
@@ -244,6 +249,14 @@ void DataParallelEngine::finish_bucket(int bucket) {
     st.grad_shard = Tensor();
   } else if (plan_.shard_gradients) {
     st.grads = Tensor();
+  }
+  if (options_.offload_optimizer) {  // the final reduced shard: start it down while backward goes on
+    const Tensor reduced = shard_grad(bucket);
+    {
+      MemTagScope tag(MemTag::gradient);
+      st.grad_host = Tensor::empty_pinned(reduced.shape(), reduced.dtype());
+    }
+    st.grad_down = copy_async(st.grad_host, reduced);
   }
 }
 

@@ -40,6 +40,7 @@
 #include <memory>
 #include <vector>
 
+#include "core/async_copy.h"
 #include "core/tensor.h"
 #include "distributed/fsdp_unit.h"
 #include "distributed/grad_bucket.h"
@@ -105,7 +106,10 @@ class DataParallelEngine {
   // true before the backward of a step's final micro batch: its grad-ready hooks copy each
   // accumulated gradient into its bucket and issue the bucket's collective when the bucket is
   // full. false (earlier micro batches): gradients just accumulate in .grad, no communication.
-  void set_gradient_sync(bool sync) { sync_ = sync; }
+  void set_gradient_sync(bool sync) {
+    sync_ = sync;
+    if (units_) units_->set_final_micro_batch(sync);
+  }
   // After the final backward: issues what backward did not (parameters that got no gradient count
   // as zeros), waits for every collective and leaves the reduced gradients in the buckets.
   void wait_for_gradients();
@@ -165,6 +169,10 @@ class DataParallelEngine {
     Tensor grads;       // (padded_numel,) reduce dtype; ddp/zero1: persistent gradient, zero2: transient
     Tensor grad_shard;  // (shard_numel,) reduce-scatter output; zero2: persistent gradient, zero1: transient
     WorkHandle work;
+    // offload_optimizer: the reduced shard on its way to the host (started as soon as the bucket's
+    // collective is done, while backward goes on), picked up by unscale_gradients().
+    Tensor grad_host;
+    PendingCopyHandle grad_down;
     std::vector<bool> arrived;  // per slot: gradient copied in during this step's sync backward
     int pending = 0;
     bool ready = false;
@@ -180,6 +188,9 @@ class DataParallelEngine {
   void finish_bucket(int bucket);  // waits, keeps this rank's reduced shard, frees what is transient
   void reset_buckets();            // ready for the next step's synchronising backward
   Tensor shard_grad(int bucket) const;
+  // offload_optimizer: bucket `bucket`'s reduced shard on the host (waiting for its copy), or the
+  // shard copied now when no copy was started.
+  Tensor host_grad(int bucket);
   void record(EngineEvent::Kind kind, int index);
   void build_buckets(const std::vector<Tensor>& params);
   const std::vector<Tensor>& masters() const { return units_ ? units_->masters() : masters_; }

@@ -29,6 +29,16 @@ std::vector<double> DataParallelEngine::sum_across_ranks(std::vector<double> val
   return t.to_double_vector();
 }
 
+Tensor DataParallelEngine::host_grad(int bucket) {
+  Tensor arrived = units_ ? units_->downloaded_gradient(bucket) : Tensor();
+  if (!units_ && state_[bucket]->grad_down) {
+    state_[bucket]->grad_down->wait();
+    state_[bucket]->grad_down.reset();
+    arrived = state_[bucket]->grad_host;
+  }
+  return arrived.defined() ? arrived : shard_grad(bucket).to(Device::cpu());
+}
+
 bool DataParallelEngine::unscale_gradients(double inv_scale) {
   NoGradGuard no_grad;
   bool overflow = false;
@@ -37,8 +47,9 @@ bool DataParallelEngine::unscale_gradients(double inv_scale) {
     if (has_master_weights()) {
       MemTagScope tag(MemTag::gradient);  // transient: dropped by update_parameters()
       const Tensor& master = optimizer_params()[b];
-      // Offload: the reduced shard comes down to the host, where its master and the optimizer are.
-      if (g.device() != master.device()) g = g.to(master.device());
+      // Offload: the reduced shard comes down to the host, where its master and the optimizer are
+      // (its copy started when its collective finished).
+      if (g.device() != master.device()) g = host_grad(static_cast<int>(b));
       Tensor mg = Tensor::empty(g.shape(), DType::f32, master.device());
       overflow |= nn::unscale_into(mg, g, inv_scale);
       optimizer_params()[b].set_grad(mg);
@@ -78,11 +89,25 @@ void DataParallelEngine::update_parameters() {
   NoGradGuard no_grad;
   const int world = group_.size(), rank = group_.rank();
   // 16-bit: the stepped fp32 shard goes into this rank's part of the model (round to nearest even).
+  // Offloaded: rounded on the host, then copied up while the next bucket is rounded.
+  std::vector<PendingCopyHandle> uploads;
   for (size_t b = 0; b < masters_.size(); ++b) {
     const BucketLayout& L = layout_[b];
     const int64_t offset = plan_.shard_optimizer_state ? L.shard_offset(rank) : 0;
-    ops::copy_(ops::narrow(state_[b]->params, 0, offset, masters_[b].numel()), masters_[b]);
+    const Tensor own = ops::narrow(state_[b]->params, 0, offset, masters_[b].numel());
+    if (own.device() == masters_[b].device()) {
+      ops::copy_(own, masters_[b]);
+      continue;
+    }
+    Tensor source = masters_[b];
+    if (own.dtype() != DType::f32) {
+      MemTagScope tag(MemTag::communication);
+      source = Tensor::empty_pinned(own.shape(), own.dtype());
+      ops::copy_(source, masters_[b]);
+    }
+    uploads.push_back(copy_async(own, source));
   }
+  for (const PendingCopyHandle& up : uploads) up->wait();  // the all-gather below reads them
   if (plan_.shard_optimizer_state) {
     struct Gather {
       BucketRange range;

@@ -223,10 +223,13 @@ void ShardedUnits::zero_grad() {
   NoGradGuard no_grad;
   for (const Tensor& p : params_) p.set_grad(Tensor());
   for (const Tensor& s : stepped_) s.set_grad(Tensor());
-  for (auto& u : units_) {
-    ops::fill_(u->grad_shard, 0.0);
-    u->arrived.assign(u->arrived.size(), false);
-    u->pending = static_cast<int>(u->arrived.size());
+  for (size_t u = 0; u < units_.size(); ++u) {
+    Unit& unit = *units_[u];
+    settle_grad_down(static_cast<int>(u));  // nothing may still write the shards being zeroed
+    unit.grad_host = Tensor();
+    ops::fill_(unit.grad_shard, 0.0);
+    unit.arrived.assign(unit.arrived.size(), false);
+    unit.pending = static_cast<int>(unit.arrived.size());
   }
 }
 
@@ -243,14 +246,45 @@ void ShardedUnits::wait_for_gradients() {
     finish_reduce_scatter(reducing_.front());
     reducing_.pop_front();
   }
+  // offload_param: every gradient that went down is in its host shard.
+  if (options_.offload_param)
+    for (size_t u = 0; u < units_.size(); ++u) settle_grad_down(static_cast<int>(u));
   if (replicate_group_ && replicate_group_->size() > 1) {
+    // The replicas' all-reduce runs on the device (offloaded shards go up and come back down).
+    const Device device = units_[0]->full.device();
+    std::vector<Tensor> reduced;
     std::vector<WorkHandle> works;
-    for (auto& u : units_) works.push_back(replicate_group_->all_reduce(u->grad_shard, ReduceOp::sum));
-    for (auto& w : works) w->wait();
+    for (auto& u : units_) {
+      reduced.push_back(u->grad_shard.device() == device ? u->grad_shard : u->grad_shard.to(device));
+      works.push_back(replicate_group_->all_reduce(reduced.back(), ReduceOp::sum));
+    }
+    for (size_t u = 0; u < units_.size(); ++u) {
+      works[u]->wait();
+      if (reduced[u].storage() != units_[u]->grad_shard.storage()) ops::copy_(units_[u]->grad_shard, reduced[u]);
+      else if (options_.offload_optimizer) start_grad_down(static_cast<int>(u), units_[u]->grad_shard);
+    }
   }
   for (size_t u = 0; u < units_.size(); ++u)
     if (units_[u]->hook >= 0) free_unit(static_cast<int>(u));
+  drop_uploads();
   in_backward_ = false;
+  final_micro_batch_ = true;
+}
+
+Tensor ShardedUnits::downloaded_gradient(int u) {
+  settle_grad_down(u);
+  return units_[u]->grad_host;
+}
+
+void ShardedUnits::drop_uploads() {
+  // Shards uploaded ahead for a gather that did not come (the last prefetch of a pass) would be
+  // stale after the step: let them land and free them.
+  for (auto& unit : units_)
+    if (unit->state != Gather::in_flight && unit->upload) {
+      unit->upload->wait();
+      unit->upload.reset();
+      unit->shard_up = Tensor();
+    }
 }
 
 double ShardedUnits::grad_squares() const {
@@ -265,11 +299,27 @@ double ShardedUnits::grad_squares() const {
 
 void ShardedUnits::update_parameters() {
   NoGradGuard no_grad;
-  for (size_t u = 0; u < masters_.size(); ++u) ops::copy_(units_[u]->shard, masters_[u]);
+  drop_uploads();
+  for (size_t u = 0; u < masters_.size(); ++u) {
+    Unit& unit = *units_[u];
+    if (unit.shard.device() == masters_[u].device()) {
+      ops::copy_(unit.shard, masters_[u]);
+      continue;
+    }
+    // offload_optimizer: round on the host (16-bit) while the previous units travel up; a unit's
+    // gather waits for its own upload only (gather_shard_into).
+    Tensor source = masters_[u];
+    if (unit.shard.dtype() != DType::f32) {
+      MemTagScope tag(MemTag::communication);
+      source = Tensor::empty_pinned(unit.shard.shape(), unit.shard.dtype());
+      ops::copy_(source, masters_[u]);
+    }
+    unit.param_up = copy_async(unit.shard, source);  // the copy keeps `source` alive
+  }
   // Sharded parameters stay sharded until their next use; only the persistent unit is re-gathered.
   for (size_t u = 0; u < units_.size(); ++u)
     if (units_[u]->hook < 0) {
-      gather_shard_into(*units_[u], units_[u]->full)->wait();
+      gather_shard_into(static_cast<int>(u), units_[u]->full)->wait();
       units_[u]->shard_up = Tensor();
       record(EngineEvent::parameters_gathered, static_cast<int>(u));
     }
@@ -291,6 +341,7 @@ void ShardedUnits::reload_masters_from_model() {
   NoGradGuard no_grad;
   const int rank = shard_group_->rank();
   for (size_t u = 0; u < units_.size(); ++u) {
+    settle_param_up(static_cast<int>(u));
     SL_CHECK(units_[u]->state == Gather::gathered, "data parallel: reload_masters_from_model with unit ",
              unit_names_[u], " not gathered; load the model between gather_all() and free_all()");
     const BucketLayout& L = layouts_[u];

@@ -28,9 +28,17 @@
 //    backward runs the same hooks: the pre-hook gathers, the post-hook keeps it for the backward.
 //  - On a device the gathered buffers are device storage released in place (param_shard.h).
 //    offload_optimizer puts the fp32 masters (also of f32 parameters) and so the optimizer state
-//    on the CPU; offload_param puts each unit's parameter and gradient shards there too: a gather
-//    first copies the shard up (a transient device copy, MemTag::communication), a finished
-//    reduce-scatter copies the reduced shard down and adds it in on the host.
+//    in pinned host memory; offload_param puts each unit's parameter and gradient shards there too.
+//    The copies are asynchronous (core/async_copy.h) and overlap with compute:
+//      upload (offload_param): a unit's shard goes up (a transient device copy, MemTag::communication)
+//        one hook point ahead of its all-gather, so it rides the prefetch: upload(h+2) and
+//        gather(h+1) run while h computes;
+//      gradients down: a reduced shard goes down as soon as its reduce-scatter is done, while
+//        backward goes on (offload_param: every micro batch, added in on the host when it has
+//        arrived; offload_optimizer: the final micro batch's gradient shard, for the optimizer);
+//      parameters up (offload_optimizer): after the host step each updated master (rounded to the
+//        parameter dtype on the host) goes up while the next units are rounded, and a unit's
+//        gather waits only for its own upload, so uploads overlap the next forward.
 //  - Hybrid: gathers and reduce-scatters in the shard group (consecutive hybrid_shard_group_size
 //    ranks); wait_for_gradients all-reduces the gradient shards across the replicate group.
 //  - Every collective is issued from the compute thread in program order, identical on all ranks;
@@ -44,6 +52,7 @@
 #include <string>
 #include <vector>
 
+#include "core/async_copy.h"
 #include "core/tensor.h"
 #include "distributed/device_mesh.h"
 #include "distributed/grad_bucket.h"
@@ -79,7 +88,13 @@ class ShardedUnits {
   bool has_master_weights() const { return !masters_.empty(); }
 
   void zero_grad();
+  // The trainer's set_gradient_sync: whether this backward is the step's last micro batch (its
+  // reduced gradients are final, so offload_optimizer can start copying them down).
+  void set_final_micro_batch(bool final) { final_micro_batch_ = final; }
   void wait_for_gradients();
+  // offload_optimizer: unit `unit`'s final gradient shard on the host once its copy has arrived,
+  // or undefined when no copy was started (the caller copies it then).
+  Tensor downloaded_gradient(int unit);
   Tensor grad_shard(int unit) const { return units_[unit]->grad_shard; }
   Tensor parameter_shard(int unit) const { return units_[unit]->shard; }
   // Sum over the shard group of this rank's gradient shards' squares (the global norm squared).
@@ -104,7 +119,11 @@ class ShardedUnits {
     std::unique_ptr<GatherableBuffer> buffer;  // null for the persistent unit
     Tensor full;        // (padded_numel,) the parameters view it
     Tensor shard;       // (shard_numel,) MemTag::parameter: this rank's part (CPU with offload_param)
-    Tensor shard_up;    // offload_param: the shard's device copy while its all-gather runs
+    Tensor shard_up;    // offload_param: the shard's device copy while its upload and all-gather run
+    PendingCopyHandle upload;     // offload_param: shard -> shard_up in flight
+    Tensor grad_host;             // a reduced gradient shard on its way down (pinned host)
+    PendingCopyHandle grad_down;  // -> grad_host in flight
+    PendingCopyHandle param_up;   // offload_optimizer: the updated master -> shard in flight
     Tensor grad_shard;  // (shard_numel,) MemTag::gradient, reduce dtype, summed over micro batches
     Gather state = Gather::freed;
     WorkHandle gather_work;
@@ -132,8 +151,13 @@ class ShardedUnits {
   void on_grad_ready(int param);
   void unit_backward_done(int unit);
   void issue_gather(int unit);
+  void start_upload(int unit);       // offload_param: the shard's copy to the device, if not begun
+  void start_grad_down(int unit, const Tensor& reduced);
+  void settle_grad_down(int unit);   // waits; offload_param: adds the arrived gradient into the shard
+  void settle_param_up(int unit);
+  void drop_uploads();
   // The all-gather of `unit`'s shard into `target` (the shard copied to the device first when offloaded).
-  WorkHandle gather_shard_into(Unit& unit, const Tensor& target);
+  WorkHandle gather_shard_into(int unit, const Tensor& target);
   void wait_gathered(int unit);
   void ensure_hook_gathered(int hook);
   void free_unit(int unit);
@@ -158,6 +182,7 @@ class ShardedUnits {
   DType param_dtype_ = DType::f32, reduce_dtype_ = DType::f32;
   int64_t trained_numel_ = 0;
   bool in_backward_ = false;  // set by the root's pre-backward, cleared by the root's next forward
+  bool final_micro_batch_ = true;
   int64_t gathered_bytes_ = 0, gathered_peak_ = 0;
   std::vector<EngineEvent>* events_;
   std::shared_ptr<ShardedUnits*> alive_;

@@ -18,19 +18,30 @@ void ShardedUnits::issue_gather(int u) {
   unit.buffer->commit();
   gathered_bytes_ += unit.buffer->nbytes();
   gathered_peak_ = std::max(gathered_peak_, gathered_bytes_);
-  unit.gather_work = gather_shard_into(unit, unit.buffer->gather_target());
+  unit.gather_work = gather_shard_into(u, unit.buffer->gather_target());
   unit.state = Gather::in_flight;
   record(EngineEvent::unit_gather_issued, u);
 }
 
-WorkHandle ShardedUnits::gather_shard_into(Unit& unit, const Tensor& target) {
+WorkHandle ShardedUnits::gather_shard_into(int u, const Tensor& target) {
+  Unit& unit = *units_[u];
+  settle_param_up(u);  // offload_optimizer: the step's update of this shard has arrived
   if (unit.shard.device() == target.device()) return shard_group_->all_gather(target, unit.shard);
-  // offload_param: the collective runs on the device (NCCL needs both ends there); the copy is
-  // issued with the gather, so a prefetched unit's upload is prefetched too.
+  // offload_param: the collective runs on the device (NCCL needs both ends there), after the
+  // upload (started here unless a prefetch started it one hook point earlier).
+  start_upload(u);
+  unit.upload->wait();
+  unit.upload.reset();
+  return shard_group_->all_gather(target, unit.shard_up);
+}
+
+void ShardedUnits::start_upload(int u) {
+  Unit& unit = *units_[u];
+  if (!options_.offload_param || unit.upload || unit.shard_up.defined()) return;
   NoGradGuard no_grad;
   MemTagScope tag(MemTag::communication);
-  unit.shard_up = unit.shard.to(target.device());
-  return shard_group_->all_gather(target, unit.shard_up);
+  unit.shard_up = Tensor::empty(unit.shard.shape(), unit.shard.dtype(), unit.full.device());
+  unit.upload = copy_async(unit.shard_up, unit.shard);
 }
 
 void ShardedUnits::wait_gathered(int u) {
@@ -69,11 +80,16 @@ void ShardedUnits::free_unit(int u) {
 // prefetch_bucket_size. The root (hook 0) is never a prefetch target: it stays gathered.
 void ShardedUnits::prefetch(int from_hook, int direction) {
   int64_t ahead = 0;
-  for (int h = from_hook + direction; h > 0 && h < static_cast<int>(hooks_.size()); h += direction) {
+  int h = from_hook + direction;
+  for (; h > 0 && h < static_cast<int>(hooks_.size()); h += direction) {
     if (ahead > 0 && ahead + hooks_[h].numel > options_.prefetch_bucket_size) break;
     ahead += hooks_[h].numel;
     for (int u : hooks_[h].units) issue_gather(u);
   }
+  // offload_param: the next hook point's shards start up now, so that its gather finds them there.
+  if (options_.offload_param && h > 0 && h < static_cast<int>(hooks_.size()))
+    for (int u : hooks_[h].units)
+      if (units_[u]->state == Gather::freed) start_upload(u);
 }
 
 void ShardedUnits::pre_forward(int hook) {
@@ -181,12 +197,48 @@ void ShardedUnits::finish_reduce_scatter(int u) {
   Unit& unit = *units_[u];
   unit.reduce_work->wait();
   unit.reduce_work.reset();
-  // Summed over micro batches (offload_param: on the host, where the shard lives).
-  ops::add_(unit.grad_shard, unit.grad_out.device() == unit.grad_shard.device() ? unit.grad_out
-                                                                                 : unit.grad_out.to(unit.grad_shard.device()));
+  settle_grad_down(u);  // this unit's previous copy down (an earlier micro batch) is added in first
+  if (unit.grad_shard.device() != unit.grad_out.device()) {
+    start_grad_down(u, unit.grad_out);  // offload_param: added into the host shard when it has arrived
+  } else {
+    unit.grad_host = Tensor();  // an earlier copy of grad_shard is stale from here
+    ops::add_(unit.grad_shard, unit.grad_out);  // summed over micro batches
+    // offload_optimizer: the final micro batch's sum is the step's gradient; start it down now
+    // (hybrid: only after the replicas' all-reduce, in wait_for_gradients).
+    const bool replicated = replicate_group_ && replicate_group_->size() > 1;
+    if (options_.offload_optimizer && final_micro_batch_ && !replicated) start_grad_down(u, unit.grad_shard);
+  }
   unit.grad_full = Tensor();
-  unit.grad_out = Tensor();
+  unit.grad_out = Tensor();  // a copy in flight keeps its source alive
   record(EngineEvent::bucket_reduced, u);
+}
+
+void ShardedUnits::start_grad_down(int u, const Tensor& reduced) {
+  Unit& unit = *units_[u];
+  {
+    MemTagScope tag(MemTag::gradient);
+    unit.grad_host = Tensor::empty_pinned(reduced.shape(), reduced.dtype());
+  }
+  unit.grad_down = copy_async(unit.grad_host, reduced);
+}
+
+void ShardedUnits::settle_grad_down(int u) {
+  Unit& unit = *units_[u];
+  if (!unit.grad_down) return;
+  unit.grad_down->wait();
+  unit.grad_down.reset();
+  if (unit.grad_shard.device().is_cpu()) {  // offload_param: a micro batch's reduced gradient
+    NoGradGuard no_grad;
+    ops::add_(unit.grad_shard, unit.grad_host);
+    unit.grad_host = Tensor();
+  }  // offload_optimizer: grad_host is the step's gradient, kept for downloaded_gradient()
+}
+
+void ShardedUnits::settle_param_up(int u) {
+  Unit& unit = *units_[u];
+  if (!unit.param_up) return;
+  unit.param_up->wait();
+  unit.param_up.reset();
 }
 
 }  // namespace shardlab::dist

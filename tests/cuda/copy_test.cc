@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "core/async_copy.h"
 #include "core/device_kernels.h"
 #include "core/error.h"
 #include "core/ops.h"
@@ -223,6 +224,35 @@ TEST(CudaCopy, ManyNonMergeableDimsAreSplitOnTheHost) {
   const std::vector<int64_t> reverse = {9, 8, 7, 6, 5, 4, 3, 2, 1, 0};
   expect_matches_cpu(ops::contiguous(ops::permute(on_cuda(base), reverse)), ops::contiguous(ops::permute(base, reverse)),
                      kExact, "reversed 10-d permutation");
+}
+
+// copy_async on the copy stream: ordered after the compute stream's work (a device source just
+// written by a kernel is copied with its new values), pinned and pageable host sides, several
+// copies in flight at once, each landing by its wait().
+TEST(CudaCopy, AsyncCopiesOnTheCopyStreamLandByWait) {
+  SL_SKIP_WITHOUT_CUDA();
+  const Device gpu = Device::cuda(0);
+  std::vector<Tensor> sources, devices, backs;
+  std::vector<PendingCopyHandle> ups;
+  for (int i = 0; i < 4; ++i) {
+    const Tensor host = values({513, 257 + i}, 10 + i, DType::f32);
+    Tensor src = i % 2 == 0 ? Tensor::empty_pinned(host.shape()) : Tensor::empty(host.shape());
+    ops::copy_(src, host);
+    sources.push_back(src);
+    devices.push_back(Tensor::empty(host.shape(), DType::f32, gpu));
+    ups.push_back(copy_async(devices.back(), src));
+  }
+  for (auto& up : ups) up->wait();
+  std::vector<PendingCopyHandle> downs;
+  for (size_t i = 0; i < devices.size(); ++i) {
+    ops::mul_(devices[i], 2.0);  // a kernel on the compute stream; the copy below must see it
+    backs.push_back(Tensor::empty_pinned(devices[i].shape()));
+    downs.push_back(copy_async(backs.back(), devices[i]));
+  }
+  for (size_t i = 0; i < downs.size(); ++i) {
+    downs[i]->wait();
+    expect_matches_cpu(backs[i], ops::mul_scalar(sources[i], 2.0), kExact, "async round trip");
+  }
 }
 
 TEST(CudaCopy, ErrorsNameTheOp) {

@@ -114,6 +114,8 @@ R to_device(R r, Device device) {
     q.nested_absmax = on_device(r.nested_absmax, device);
     q.offset = on_device(r.offset, device);
     return q;
+  } else if constexpr (std::is_same_v<R, PendingCopyHandle>) {
+    return r;
   } else {
     static_assert(std::is_arithmetic_v<R>, "emulated_cuda: a slot returns a type with no device conversion");
     return r;
@@ -137,6 +139,27 @@ void find_device(Device& d, bool& found, const T& x) {
 // (Named as its slot so that the table below picks it up like every ops:: entry point.)
 void copy_between_devices(const Tensor& dst, const Tensor& src) {
   if (src.nbytes() > 0) std::memcpy(dst.raw_data(), src.raw_data(), static_cast<size_t>(src.nbytes()));
+}
+
+// The asynchronous copy, deferred: the bytes move only in wait(), so a caller that reads the
+// destination (or reuses the source) before waiting gets stale data here, as it could on a GPU.
+// An unwaited copy never happens: dropping a handle without wait() is a bug the tests should see.
+class DeferredCopy final : public PendingCopy {
+ public:
+  DeferredCopy(Tensor dst, Tensor src) : dst_(std::move(dst)), src_(std::move(src)) {}
+  void wait() override {
+    if (done_) return;
+    copy_between_devices(dst_, src_);
+    done_ = true;
+  }
+
+ private:
+  Tensor dst_, src_;
+  bool done_ = false;
+};
+
+PendingCopyHandle copy_between_devices_async(const Tensor& dst, const Tensor& src) {
+  return std::make_shared<DeferredCopy>(dst, src);
 }
 
 // A real GPU kernel cannot read a CPU tensor: every tensor argument must be on the first one's
@@ -178,6 +201,8 @@ struct Emulated<CpuFn, R(Args...), Name> {
     bool crosses_devices = false;
     if constexpr (std::is_same_v<decltype(CpuFn), void (*)(const Tensor&, const Tensor&)>)
       crosses_devices = CpuFn == &copy_between_devices;
+    if constexpr (std::is_same_v<decltype(CpuFn), PendingCopyHandle (*)(const Tensor&, const Tensor&)>)
+      crosses_devices = CpuFn == &copy_between_devices_async;
     if (!crosses_devices) (check_on(device, Name.text, args), ...);
     if constexpr (std::is_void_v<R>) {
       CpuFn(to_host(args)...);
