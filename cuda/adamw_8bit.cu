@@ -49,8 +49,10 @@ __device__ uint8_t nearest_code(const float* map, float x) {
   return static_cast<uint8_t>(x - map[lo - 1] <= map[lo] - x ? lo - 1 : lo);
 }
 
-// Max over the block's 256 threads; every thread gets the result.
+// Max over the block's 256 threads (x >= 0); every thread gets the result. A NaN counts as 0, as in
+// the CPU's std::max from 0: an all-NaN block stores absmax 0 there, not NaN.
 __device__ float block_max(float x, float* scratch) {
+  x = fmaxf(x, 0.0f);
   for (int off = 16; off > 0; off /= 2) x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, off));
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   if (lane == 0) scratch[warp] = x;
