@@ -34,11 +34,12 @@ __device__ inline MaxSumExp<A> mse_empty() {
 }
 
 // Adds one value: a new max rescales the sum (one exp either way). A -inf value adds nothing (and
-// must not: exp(-inf - -inf) is NaN); a NaN value makes the sum NaN, as on the CPU.
+// must not: exp(-inf - -inf) is NaN); a NaN value makes the sum NaN, as on the CPU. A +inf max
+// adds exp(x - x) = NaN as on the CPU (x - x is 0 for finite x, so finite sums are unchanged).
 template <typename A>
 __device__ inline MaxSumExp<A> mse_push(MaxSumExp<A> st, A x) {
   if (x > st.m) {
-    st.s = st.s * exp_acc(st.m - x) + A(1);
+    st.s = st.s * exp_acc(st.m - x) + (A(1) + (x - x));
     st.m = x;
   } else if (x != -std::numeric_limits<A>::infinity()) {
     st.s += exp_acc(x - st.m);
