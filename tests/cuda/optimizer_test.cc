@@ -5,6 +5,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <limits>
+
 #include <cmath>
 #include <string>
 #include <vector>
@@ -218,6 +220,20 @@ TEST(CudaOptimizer, BlockwiseQuantizationIsExact) {
     ops::dequantize_blockwise(on_cuda(codes_cpu), on_cuda(absmax_cpu), out, is_signed);
     expect_matches_cpu(out, out_cpu, Tolerance{0.0, 0.0}, what + " dequantized");
   }
+}
+
+// A block of NaNs stores absmax 0 on both backends (the CPU's max starts from 0 and skips NaN).
+TEST(CudaOptimizer, AllNaNBlockStoresAbsmaxZeroAsOnTheCpu) {
+  SL_SKIP_WITHOUT_CUDA();
+  Tensor x = Tensor::randn({512}, 21, DType::f32, 0.0, 0.01);
+  ops::fill_(ops::narrow(x, 0, 256, 256), std::numeric_limits<double>::quiet_NaN());
+  const Tensor codes_cpu = Tensor::empty({512}, DType::u8), absmax_cpu = Tensor::empty({2}, DType::f32);
+  ops::quantize_blockwise(x, codes_cpu, absmax_cpu, true);
+  const Tensor codes = on_cuda(Tensor::zeros({512}, DType::u8)), absmax = on_cuda(Tensor::zeros({2}, DType::f32));
+  ops::quantize_blockwise(on_cuda(x), codes, absmax, true);
+  expect_matches_cpu(absmax, absmax_cpu, Tolerance{0.0, 0.0}, "absmax with a NaN block");
+  expect_matches_cpu(ops::narrow(codes, 0, 0, 256), ops::narrow(codes_cpu, 0, 0, 256), Tolerance{0.0, 0.0},
+                     "the finite block's codes");
 }
 
 // 8-bit state of a parameter, quantized on the CPU from small random moments.

@@ -96,6 +96,28 @@ TEST(CudaSoftmax, MaskedRowsAndLargeLogitsStayFinite) {
   expect_matches_cpu(ops::log_softmax(on_cuda(big), 1), ops::log_softmax(big, 1), "softmax", "large logits log");
 }
 
+// A +inf in a line makes that line NaN, as on the CPU (exp(inf - inf)), along the last dim (row
+// kernels) and along a middle dim (one thread per line: the kernel that once summed 1 instead).
+TEST(CudaSoftmax, PlusInfinityMakesItsLineNaNAsOnTheCpu) {
+  SL_SKIP_WITHOUT_CUDA();
+  std::vector<double> v = Tensor::randn({4, 6, 5}, 9, DType::f64).to_double_vector();
+  v[1 * 30 + 2 * 5 + 3] = std::numeric_limits<double>::infinity();
+  const Tensor x = Tensor::from_vector(v, {4, 6, 5}, DType::f32);
+  for (int64_t dim : {1, 2})
+    for (bool log : {false, true}) {
+      const Tensor want = log ? ops::log_softmax(x, dim) : ops::softmax(x, dim);
+      const Tensor got = (log ? ops::log_softmax(on_cuda(x), dim) : ops::softmax(on_cuda(x), dim)).to(Device::cpu());
+      const std::vector<double> a = got.to_double_vector(), b = want.to_double_vector();
+      int nans = 0;
+      for (size_t i = 0; i < a.size(); ++i) {
+        ASSERT_EQ(std::isnan(a[i]), std::isnan(b[i])) << "dim " << dim << (log ? " log" : "") << " at " << i;
+        nans += std::isnan(b[i]);
+        if (!std::isnan(b[i]) && std::isfinite(b[i])) EXPECT_NEAR(a[i], b[i], 1e-5) << "dim " << dim << " at " << i;
+      }
+      EXPECT_EQ(nans, dim == 1 ? 6 : 5) << "the CPU makes exactly the +inf's line NaN";
+    }
+}
+
 TEST(CudaSoftmax, ErrorsNameTheOp) {
   SL_SKIP_WITHOUT_CUDA();
   const Tensor xd = on_cuda(Tensor::randn({3, 4}, 9, DType::f32));
