@@ -33,6 +33,14 @@ TEST(Estimator, Llama3_8BZeroModelStatesMatchThePaper) {
   EXPECT_DOUBLE_EQ(z3.of(MemTag::parameter), 2 * psi / 8);
   EXPECT_DOUBLE_EQ(z3.of(MemTag::optimizer_state), 12 * psi / 8);
   EXPECT_DOUBLE_EQ(z3.of(MemTag::gradient), 2 * psi / 8 + 4 * psi / 8);  // bf16 shard + f32 master shard
+  // Parameter offload moves every shard to the host, and the optimizer with it (as the engine does):
+  // bf16 parameter and gradient shards, f32 master gradients, masters and AdamW's moments.
+  s.offload_params = true;
+  const MemoryEstimate z3off = estimate_memory(s);
+  EXPECT_DOUBLE_EQ(z3off.of(MemTag::parameter), 0.0);
+  EXPECT_DOUBLE_EQ(z3off.of(MemTag::optimizer_state), 0.0);
+  EXPECT_DOUBLE_EQ(z3off.cpu, (2 + 2 + 4 + 12) * psi / 8);
+  s.offload_params = false;
   s.preset = dist::Preset::ddp;
   const MemoryEstimate ddp = estimate_memory(s);
   EXPECT_DOUBLE_EQ(ddp.of(MemTag::optimizer_state), 12 * psi);

@@ -38,7 +38,8 @@ struct EstimateSetup {
   int world_size = 1;
   int hybrid_group_size = 0;        // fsdp_hybrid_shard: ranks per shard group; 0: the whole world
   bool offload_optimizer = false;   // optimizer state (and fp32 masters) on the CPU
-  bool offload_params = false;      // sharded parameters on the CPU (zero3/hybrid only), fetched per unit
+  bool offload_params = false;      // sharded parameters and gradients on the CPU (zero3/hybrid only), fetched
+                                    // per unit; implies offload_optimizer, as in the engine
   int64_t bucket_elements = 0;      // reduce / all-gather bucket; 0: hidden_size^2 (bench's default)
   int prefetch_depth = 1;           // zero3/hybrid: units gathered ahead of the one in use
 

@@ -106,6 +106,9 @@ MemoryEstimate estimate_memory(const EstimateSetup& setup) {
   const dist::ShardingPlan plan = dist::ShardingPlan::of(setup.preset);
   const bool masters = setup.precision != Precision::f32, engine = setup.world_size > 1;
   const double s = compute_bytes(setup.precision), psi = n.trained;
+  // Parameter offload implies the optimizer's (as the engine does it, and FSDP's CPUOffload): the
+  // optimizer steps where the shards are.
+  const bool offload_optimizer = setup.offload_optimizer || setup.offload_params;
   SL_CHECK(!setup.offload_params || plan.shard_parameters, "estimate: offload_params needs a preset that shards "
            "parameters (zero3, fsdp_full_shard, fsdp_hybrid_shard), not ", dist::preset_name(setup.preset));
   auto add = [&](MemTag tag, const std::string& name, double bytes, const std::string& formula) {
@@ -144,7 +147,8 @@ MemoryEstimate estimate_memory(const EstimateSetup& setup) {
     else add(MemTag::gradient, "gradients", done, masters ? "psi*4 + largest trained tensor*s" : "psi*4");
   } else {
     const double grads = psi * s / (plan.shard_gradients ? G : 1);
-    add(MemTag::gradient, "gradient buckets", grads, plan.shard_gradients ? "psi*s/G" : "psi*s");
+    if (setup.offload_params) to_cpu("gradient shards", grads, "psi*s/G");
+    else add(MemTag::gradient, "gradient buckets", grads, plan.shard_gradients ? "psi*s/G" : "psi*s");
     // During backward each parameter's full-size .grad lives until it is copied into its bucket (ZeRO-3:
     // until its unit's reduce-scatter; the root unit reduces last, after the embedding, so the lm_head
     // and norm gradients wait next to one layer unit's); the f32 master gradients of the own shard
@@ -153,8 +157,8 @@ MemoryEstimate estimate_memory(const EstimateSetup& setup) {
     const double in_flight = std::max(ckpt.input_grads, plan.shard_parameters
                                                             ? (n.largest_layer + std::max(0.0, n.root_unit - embedding)) * s
                                                             : n.largest_tensor * s);
-    const double master_grads = masters && !setup.offload_optimizer ? psi * 4 / opt_share : 0;
-    if (masters && setup.offload_optimizer) to_cpu("master gradients", psi * 4 / opt_share, "psi*4/shards");
+    const double master_grads = masters && !offload_optimizer ? psi * 4 / opt_share : 0;
+    if (masters && offload_optimizer) to_cpu("master gradients", psi * 4 / opt_share, "psi*4/shards");
     if (master_grads >= in_flight) add(MemTag::gradient, "master gradients", master_grads, "psi*4/shards (f32 copy of the own shard)");
     else add(MemTag::gradient, "gradients in flight", in_flight,
              plan.shard_parameters ? "(layer unit + root unit - embedding)*s" : "max(largest trained tensor*s, checkpointed input gradients)");
@@ -162,7 +166,7 @@ MemoryEstimate estimate_memory(const EstimateSetup& setup) {
 
   // Optimizer state: K bytes per trained parameter (AdamW 8, 8-bit 2+8/256, SGD 0; +4 masters).
   const double K = dist::optimizer_bytes_per_param(state_kind(setup.optimizer), masters);
-  if (setup.offload_optimizer) to_cpu("optimizer state", psi * K / opt_share, "psi*K/shards");
+  if (offload_optimizer) to_cpu("optimizer state", psi * K / opt_share, "psi*K/shards");
   else add(MemTag::optimizer_state, "optimizer state", psi * K / opt_share, "psi*K/shards");
 
   // Communication buffers (engine only): ZeRO-1 reduce-scatters each bucket into a fresh shard;
