@@ -17,25 +17,20 @@ namespace shardlab::testing {
 
 namespace {
 
-// Host memory standing in for device memory (the CPU allocator's own rules, another device label).
-class HostBackedDeviceAllocator final : public Allocator {
+// Host memory under another name: standing in for device memory (the CPU allocator's own rules,
+// another device label), and for the CUDA backend's pinned host allocator (so tests can tell that
+// offloaded state asked for pinned memory).
+class HostMemoryAllocator final : public Allocator {
  public:
+  explicit HostMemoryAllocator(const char* name) : name_(name) {}
   void* allocate(size_t bytes, Device device) override { return allocator_for(DeviceType::cpu)->allocate(bytes, device); }
   void deallocate(void* ptr, size_t bytes, Device device) override {
     allocator_for(DeviceType::cpu)->deallocate(ptr, bytes, device);
   }
-  const char* name() const override { return "emulated-cuda"; }
-};
+  const char* name() const override { return name_; }
 
-// Stands in for the CUDA backend's pinned host allocator: ordinary host memory, another name, so
-// tests can tell that offloaded state asked for pinned memory.
-class EmulatedPinnedAllocator final : public Allocator {
- public:
-  void* allocate(size_t bytes, Device device) override { return allocator_for(DeviceType::cpu)->allocate(bytes, device); }
-  void deallocate(void* ptr, size_t bytes, Device device) override {
-    allocator_for(DeviceType::cpu)->deallocate(ptr, bytes, device);
-  }
-  const char* name() const override { return "emulated-cuda-pinned-host"; }
+ private:
+  const char* name_;
 };
 
 // A CPU-labelled view of an emulated device tensor's bytes (same layout; keeps the storage alive).
@@ -223,7 +218,7 @@ DeviceKernels build_table() {
   return k;
 }
 
-HostBackedDeviceAllocator g_allocator;
+HostMemoryAllocator g_allocator("emulated-cuda");
 Allocator* g_previous_allocator = nullptr;
 Allocator* g_previous_pinned = nullptr;
 bool g_installed = false;
@@ -234,7 +229,7 @@ void use_emulated_cuda() {
   if (g_installed) return;
   static const DeviceKernels table = build_table();
   g_previous_allocator = set_allocator(DeviceType::cuda, &g_allocator);
-  static EmulatedPinnedAllocator pinned;
+  static HostMemoryAllocator pinned("emulated-cuda-pinned-host");
   g_previous_pinned = set_pinned_host_allocator(&pinned);
   register_device_kernels(DeviceType::cuda, &table);
   g_installed = true;

@@ -106,23 +106,31 @@ TEST(ParityHybrid, EveryShardGroupSize) {
   }
 }
 
-// The harness must be able to fail: a fault on the last rank after step 2's update is reported at
-// step 2, naming that tensor and that rank (later steps diverge everywhere; the first is what counts).
 // The engine on device tensors (the emulated CUDA device: host memory, CPU kernels, mixed devices
-// rejected) with host-staged collectives: every step matches the CPU reference within the same
-// tolerances (the kernels are the CPU's, so only the summation order differs, as on the CPU).
+// rejected, asynchronous copies that land only at wait()) with host-staged collectives: every step
+// matches the CPU reference within the same tolerances (the kernels are the CPU's, so only the
+// summation order differs, as on the CPU), and the state lives where the case puts it.
+void expect_device_parity(const ParityCase& c) {
+  const ParityReport r = run_parity(world(), c);
+  print(case_name(c) + " on cuda:0 (emulated)", r);
+  EXPECT_FALSE(r.first.has_value()) << case_name(c) << ": " << r.first->message();
+  EXPECT_TRUE(r.state_where_expected) << case_name(c) << ": parameters, shards and optimizer state not where expected";
+  EXPECT_GT(r.max_param_change, 20 * kParameterTolerance) << case_name(c);
+}
+
+ParityCase on_device(dist::Preset preset) {
+  ParityCase c;
+  c.preset = preset;
+  c.device = Device::cuda(0);
+  return c;
+}
+
 TEST(ParityOnDevice, DdpZero1Zero2WithHostStagedCollectives) {
   testing::use_emulated_cuda();
   for (dist::Preset preset : {dist::Preset::ddp, dist::Preset::zero1, dist::Preset::zero2}) {
-    ParityCase c;
-    c.preset = preset;
+    ParityCase c = on_device(preset);
     c.gradient_accumulation_steps = 2;
-    c.device = Device::cuda(0);
-    const ParityReport r = run_parity(world(), c);
-    print(case_name(c) + " on cuda:0 (emulated)", r);
-    EXPECT_FALSE(r.first.has_value()) << case_name(c) << ": " << r.first->message();
-    EXPECT_TRUE(r.state_where_expected) << case_name(c) << ": parameters and optimizer state on the device";
-    EXPECT_GT(r.max_param_change, 20 * kParameterTolerance) << case_name(c);
+    expect_device_parity(c);
   }
   testing::remove_emulated_cuda();
 }
@@ -132,15 +140,9 @@ TEST(ParityOnDevice, DdpZero1Zero2WithHostStagedCollectives) {
 TEST(ParityOnDevice, OffloadedOptimizerMatchesTheReference) {
   testing::use_emulated_cuda();
   for (dist::Preset preset : {dist::Preset::ddp, dist::Preset::zero1, dist::Preset::zero2}) {
-    ParityCase c;
-    c.preset = preset;
-    c.device = Device::cuda(0);
+    ParityCase c = on_device(preset);
     c.offload_optimizer = true;
-    const ParityReport r = run_parity(world(), c);
-    print(case_name(c) + " on cuda:0 (emulated), optimizer offloaded", r);
-    EXPECT_FALSE(r.first.has_value()) << case_name(c) << ": " << r.first->message();
-    EXPECT_TRUE(r.state_where_expected) << case_name(c) << ": parameters on the device, masters and AdamW state on the host";
-    EXPECT_GT(r.max_param_change, 20 * kParameterTolerance) << case_name(c);
+    expect_device_parity(c);
   }
   testing::remove_emulated_cuda();
 }
@@ -152,18 +154,12 @@ TEST(ParityOnDevice, Zero3AndHybridGatherIntoDeviceBuffers) {
   testing::use_emulated_cuda();
   for (dist::Preset preset : {dist::Preset::zero3, dist::Preset::hybrid_shard})
     for (bool lora : {false, true}) {
-      ParityCase c;
-      c.preset = preset;
+      ParityCase c = on_device(preset);
       c.lora = lora;
       c.gradient_accumulation_steps = 2;
       c.checkpointing = !lora;
       c.steps = 3;
-      c.device = Device::cuda(0);
-      const ParityReport r = run_parity(world(), c);
-      print(case_name(c) + " on cuda:0 (emulated)", r);
-      EXPECT_FALSE(r.first.has_value()) << case_name(c) << ": " << r.first->message();
-      EXPECT_TRUE(r.state_where_expected) << case_name(c) << ": parameters, shards and optimizer state on the device";
-      EXPECT_GT(r.max_param_change, 20 * kParameterTolerance) << case_name(c);
+      expect_device_parity(c);
     }
   testing::remove_emulated_cuda();
 }
@@ -174,22 +170,18 @@ TEST(ParityOnDevice, Zero3WithOptimizerOrParametersOffloaded) {
   testing::use_emulated_cuda();
   for (dist::Preset preset : {dist::Preset::zero3, dist::Preset::hybrid_shard})
     for (bool params : {false, true}) {
-      ParityCase c;
-      c.preset = preset;
-      c.device = Device::cuda(0);
+      ParityCase c = on_device(preset);
       c.offload_optimizer = !params;
       c.offload_param = params;
       c.gradient_accumulation_steps = 2;
       c.steps = 3;
-      const ParityReport r = run_parity(world(), c);
-      print(case_name(c) + " on cuda:0 (emulated)", r);
-      EXPECT_FALSE(r.first.has_value()) << case_name(c) << ": " << r.first->message();
-      EXPECT_TRUE(r.state_where_expected) << case_name(c) << ": shards and optimizer state where the offload puts them";
-      EXPECT_GT(r.max_param_change, 20 * kParameterTolerance) << case_name(c);
+      expect_device_parity(c);
     }
   testing::remove_emulated_cuda();
 }
 
+// The harness must be able to fail: a fault on the last rank after step 2's update is reported at
+// step 2, naming that tensor and that rank (later steps diverge everywhere; the first is what counts).
 TEST(ParityHarness, NamesTheStepTensorAndRankOfAnInjectedFault) {
   ParityCase c;
   c.preset = dist::Preset::zero2;
