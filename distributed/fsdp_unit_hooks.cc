@@ -171,8 +171,11 @@ void ShardedUnits::issue_reduce_scatter(int u) {
   }
   {
     MemTagScope tag(MemTag::communication);
-    unit.grad_full = Tensor::zeros({L.padded_numel}, reduce_dtype_, unit.shard.device());
-    unit.grad_out = Tensor::empty({L.shard_numel}, reduce_dtype_, unit.shard.device());
+    // On the model's device (where the gradients are and the collective runs), also when the
+    // shards are offloaded: the reduced shard goes down afterwards (finish_reduce_scatter).
+    const Device device = unit.full.device();
+    unit.grad_full = Tensor::zeros({L.padded_numel}, reduce_dtype_, device);
+    unit.grad_out = Tensor::empty({L.shard_numel}, reduce_dtype_, device);
   }
   for (const BucketSlot& slot : L.slots) {
     const Tensor& g = params_[slot.param].grad();

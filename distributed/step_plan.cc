@@ -82,7 +82,9 @@ StepPlan plan_step(const StepPlanInput& in) {
   }
   const std::string n = std::to_string(world);
   const int64_t own = sharding.shard_optimizer_state ? shard : padded;  // what this rank's optimizer steps
-  const bool masters = is_16bit(in.param_dtype);
+  // Offload keeps fp32 masters even of f32 parameters (they live on the host, the parameters not).
+  const bool masters = is_16bit(in.param_dtype) || o.offload_optimizer;
+  const std::string host = o.offload_optimizer ? ", on the host" : "";
   const std::string param_name(dtype_name(in.param_dtype)), reduce_name(dtype_name(plan.reduce_dtype));
   const auto bucket_words = [&](int b, const char* what) {
     const BucketLayout& L = plan.buckets[b];
@@ -98,13 +100,26 @@ StepPlan plan_step(const StepPlanInput& in) {
   held.gradients = sharding.shard_gradients ? "own shard (1/" + n + ", " + reduce_name + ")" : "full buffer (" + reduce_name + ")";
   held.gradient_bytes = (sharding.shard_gradients ? shard : padded) * rbytes;
   const std::string own_words = sharding.shard_optimizer_state ? "own shard (1/" + n + ")" : "full";
-  held.optimizer = masters ? "fp32 masters, " + own_words : "none yet (created by the first step)";
+  held.optimizer = masters ? "fp32 masters, " + own_words + host : "none yet (created by the first step)";
   held.optimizer_bytes = masters ? own * 4 : 0;
+  held.host_bytes = o.offload_optimizer ? held.optimizer_bytes : 0;
 
   // From the first step on, the optimizer's state exists too: a steady-state step holds it throughout.
   RankHoldings working = held;
-  working.optimizer = (masters ? "fp32 masters + " : std::string()) + "optimizer state, " + own_words;
+  working.optimizer = (masters ? "fp32 masters + " : std::string()) + "optimizer state, " + own_words + host;
   working.optimizer_bytes = static_cast<int64_t>(std::llround(optimizer_bytes_per_param(in.optimizer, masters) * own));
+  working.host_bytes = o.offload_optimizer ? working.optimizer_bytes : 0;
+  // offload_optimizer: each bucket's reduced gradient goes down as its collective finishes, and its
+  // updated shard (rounded on the host) goes up before the all-gather.
+  const auto offload_copies = [&](bool up) {
+    std::vector<PlannedCopy> copies;
+    if (!o.offload_optimizer) return copies;
+    for (int b = 0; b < static_cast<int>(plan.buckets.size()); ++b) {
+      const int64_t n_own = sharding.shard_optimizer_state ? plan.buckets[b].shard_numel : plan.buckets[b].padded_numel;
+      copies.push_back({up, n_own * (up ? pbytes : rbytes), bucket_words(b, up ? "updated parameter shard" : "reduced gradient shard")});
+    }
+    return copies;
+  };
 
   StepPhase build{"build", "", {}, held};
   build.what = "The " + count(plan.psi) + " trained elements are copied into " + std::to_string(plan.buckets.size()) +
@@ -145,6 +160,10 @@ StepPlan plan_step(const StepPlanInput& in) {
                   reduce_words;
   if (o.overlap_comm) backward.collectives = reduce;
   else backward.what += " With overlap_comm off, the collectives wait until after backward.";
+  if (o.offload_optimizer) {
+    backward.what += " Offload: each reduced shard starts down to the host as soon as its collective is done.";
+    backward.copies = offload_copies(false);
+  }
   plan.step.push_back(backward);
 
   StepPhase loss{"sum the loss", "The step's loss for logging: every rank's token-loss sum, added.", {}, working};
@@ -173,7 +192,11 @@ StepPlan plan_step(const StepPlanInput& in) {
   StepPhase opt{"optimizer step", "Each rank's optimizer steps " +
                                       std::string(sharding.shard_optimizer_state ? "only its shard of every bucket"
                                                                                  : "every bucket whole") +
+                                      (o.offload_optimizer ? " on the host (multithreaded AdamW), then the updated "
+                                                             "values go up to the device while the next bucket is rounded"
+                                                           : "") +
                                       " (no communication).", {}, working};
+  opt.copies = offload_copies(true);
   plan.step.push_back(opt);
 
   if (sharding.shard_optimizer_state) {
@@ -192,6 +215,13 @@ StepPlan plan_step(const StepPlanInput& in) {
     plan.step.push_back(gather);
   }
   return plan;
+}
+
+std::array<int64_t, 2> copy_totals(const std::vector<StepPhase>& phases) {
+  std::array<int64_t, 2> t{};
+  for (const StepPhase& p : phases)
+    for (const PlannedCopy& c : p.copies) t[c.to_device ? 0 : 1] += c.bytes;
+  return t;
 }
 
 std::array<CollectiveTotals, 5> collective_totals(const std::vector<StepPhase>& phases) {

@@ -40,10 +40,18 @@ struct PlannedCollective {
 
 // What one rank holds after a phase (bytes; the same on every rank: shards are padded equal).
 struct RankHoldings {
-  std::string parameters, gradients, optimizer;  // "full", "shard (1/N)", "none", ...
+  std::string parameters, gradients, optimizer;  // "full", "shard (1/N)", "none", ... ("on the host" when offloaded)
   int64_t parameter_bytes = 0;
   int64_t gradient_bytes = 0;
   int64_t optimizer_bytes = 0;  // fp32 masters + the optimizer's state
+  int64_t host_bytes = 0;       // of the three, what offload keeps in pinned host memory
+};
+
+// A host<->device copy of offload (core/async_copy.h), asynchronous and overlapped as described.
+struct PlannedCopy {
+  bool to_device = true;  // false: down to the host
+  int64_t bytes = 0;
+  std::string tensor;     // what is copied, in words
 };
 
 struct StepPhase {
@@ -51,6 +59,7 @@ struct StepPhase {
   std::string what;  // one or two sentences
   std::vector<PlannedCollective> collectives;
   RankHoldings after;
+  std::vector<PlannedCopy> copies;  // offload only
 };
 
 // ZeRO-3 / FSDP units exactly as ShardedUnits builds them (NOTE [sharded units] in fsdp_unit.h):
@@ -102,6 +111,8 @@ struct CollectiveTotals {
   int64_t payload_bytes = 0;
 };
 std::array<CollectiveTotals, 5> collective_totals(const std::vector<StepPhase>& phases);
+// Bytes copied up and down by offload over `phases`: {to the device, to the host}.
+std::array<int64_t, 2> copy_totals(const std::vector<StepPhase>& phases);
 
 namespace detail {
 // The holdings text and the phases of the presets that shard parameters (step_plan_units.cc).

@@ -81,7 +81,10 @@ void detail::plan_sharded_step(const StepPlanInput& in, StepPlan& plan) {
   for (const PlannedUnit& u : plan.units) plan.buckets.push_back(u.layout);
 
   const int64_t pbytes = dtype_size(in.param_dtype), rbytes = dtype_size(plan.reduce_dtype);
-  const bool masters = is_16bit(in.param_dtype);
+  // Offload (NOTE [sharded units] in fsdp_unit.h): the optimizer on the host, with fp32 masters even
+  // of f32 parameters that stay on the device; offload_param also the parameter and gradient shards.
+  const bool offload_optimizer = o.offload_optimizer || o.offload_param;
+  const bool masters = is_16bit(in.param_dtype) || (o.offload_optimizer && !o.offload_param);
   const std::string s = std::to_string(S), group = R > 1 ? "its shard group" : "all ranks";
   int64_t shards = 0, persistent_full = 0;
   for (const PlannedUnit& u : plan.units) {
@@ -97,16 +100,30 @@ void detail::plan_sharded_step(const StepPlanInput& in, StepPlan& plan) {
     if (ranks > 1) out.push_back(planned_collective(CollectiveKind::all_reduce, ranks, 8 * values, what));
   };
 
+  const std::string on_host = " on the host";
   RankHoldings held;
-  held.parameters = "own shard of every unit (1/" + s + ")" + (persistent_full > 0 ? " + the persistent unit whole" : "");
+  held.parameters = "own shard of every unit (1/" + s + ")" + (o.offload_param ? on_host : "") +
+                    (persistent_full > 0 ? " + the persistent unit whole" : "");
   held.parameter_bytes = (shards + persistent_full) * pbytes;
-  held.gradients = "own shard (1/" + s + ", " + dtype_name(plan.reduce_dtype) + ")";
+  held.gradients = "own shard (1/" + s + ", " + dtype_name(plan.reduce_dtype) + ")" + (o.offload_param ? on_host : "");
   held.gradient_bytes = shards * rbytes;
-  held.optimizer = masters ? "fp32 masters, own shard (1/" + s + ")" : "none yet (created by the first step)";
+  held.optimizer = masters ? "fp32 masters, own shard (1/" + s + ")" + (offload_optimizer ? on_host : "")
+                           : "none yet (created by the first step)";
   held.optimizer_bytes = masters ? shards * 4 : 0;
+  const auto host_bytes = [&](const RankHoldings& h) {
+    return (o.offload_param ? shards * pbytes + h.gradient_bytes : 0) + (offload_optimizer ? h.optimizer_bytes : 0);
+  };
+  held.host_bytes = host_bytes(held);
   RankHoldings working = held;
-  working.optimizer = (masters ? "fp32 masters + " : std::string()) + "optimizer state, own shard (1/" + s + ")";
+  working.optimizer = (masters ? "fp32 masters + " : std::string()) + "optimizer state, own shard (1/" + s + ")" +
+                      (offload_optimizer ? on_host : "");
   working.optimizer_bytes = static_cast<int64_t>(std::llround(optimizer_bytes_per_param(in.optimizer, masters) * shards));
+  working.host_bytes = host_bytes(working);
+  // The offload copies of one unit, in words.
+  const auto copy = [&](int u, bool up, const char* what) {
+    const int64_t n = plan.units[u].layout.shard_numel;
+    return PlannedCopy{up, n * (up ? pbytes : rbytes), unit_words(u, what)};
+  };
 
   StepPhase build{"build units", "", {}, held};
   build.what = "The " + thousands(plan.psi) + " trained elements are cut into " + std::to_string(plan.units.size()) +
@@ -130,9 +147,13 @@ void detail::plan_sharded_step(const StepPlanInput& in, StepPlan& plan) {
                                    "; after it the gathered copy is freed, except the root's, which backward needs first.",
                     {}, working};
   for (int u = 0; u < static_cast<int>(plan.units.size()); ++u)
-    if (plan.units[u].hook >= 0)
+    if (plan.units[u].hook >= 0) {
       forward.collectives.push_back(planned_collective(CollectiveKind::all_gather, S, plan.units[u].layout.padded_numel * pbytes,
                                                        unit_words(u, "parameters"), u, u + 1));
+      if (o.offload_param) forward.copies.push_back(copy(u, true, "parameter shard"));
+    }
+  if (o.offload_param)
+    forward.what += " Offload: each shard goes up from the host one unit ahead of its gather (it rides the prefetch).";
   plan.step.push_back(forward);
 
   StepPhase backward{"backward", "Layers run backward last first: each wrapped unit is all-gathered again (" +
@@ -149,13 +170,23 @@ void detail::plan_sharded_step(const StepPlanInput& in, StepPlan& plan) {
   for (const PlannedUnit& u : plan.units) last_hook = std::max(last_hook, u.hook);
   for (int h = last_hook; h >= 1; --h)
     for (int u = 0; u < static_cast<int>(plan.units.size()); ++u)
-      if (plan.units[u].hook == h)
+      if (plan.units[u].hook == h) {
         backward.collectives.push_back(planned_collective(CollectiveKind::all_gather, S,
                                                           plan.units[u].layout.padded_numel * pbytes,
                                                           unit_words(u, "parameters"), u, u + 1));
+        if (o.offload_param) backward.copies.push_back(copy(u, true, "parameter shard"));
+      }
   for (int h = last_hook; h >= -1; --h)  // listed by unit; each is issued when its last gradient arrives
     for (int u = 0; u < static_cast<int>(plan.units.size()); ++u)
-      if (plan.units[u].hook == h) reduce_unit(u);
+      if (plan.units[u].hook == h) {
+        reduce_unit(u);
+        if (o.offload_param || (offload_optimizer && R == 1))
+          backward.copies.push_back(copy(u, false, "reduced gradient shard"));
+      }
+  if (offload_optimizer)
+    backward.what += R == 1 || o.offload_param ? " Offload: each reduced gradient shard starts down to the host as soon as its "
+                              "reduce-scatter is done, while backward goes on."
+                            : " Offload: the gradient shards go down after the replicas' all-reduce.";
   plan.step.push_back(backward);
 
   StepPhase loss{"sum the loss", "The step's loss for logging: every rank's token-loss sum, added.", {}, working};
@@ -165,9 +196,12 @@ void detail::plan_sharded_step(const StepPlanInput& in, StepPlan& plan) {
     StepPhase replicas{"all-reduce across replicas", "Hybrid: rank r of every shard group holds the same shard; its "
                                                      "gradients are summed over the " + std::to_string(R) + " replicas.",
                        {}, working};
-    for (int u = 0; u < static_cast<int>(plan.units.size()); ++u)
+    for (int u = 0; u < static_cast<int>(plan.units.size()); ++u) {
       replicas.collectives.push_back(planned_collective(CollectiveKind::all_reduce, R, plan.units[u].layout.shard_numel * rbytes,
                                                         unit_words(u, "gradient shard"), u, u + 1));
+      if (o.offload_param) replicas.copies.push_back(copy(u, true, "gradient shard (for the all-reduce)"));
+      if (offload_optimizer) replicas.copies.push_back(copy(u, false, "reduced gradient shard"));
+    }
     plan.step.push_back(replicas);
   }
   StepPhase unscale{"unscale + overflow", "One summed inf/NaN flag makes every rank skip an overflowing fp16 step together.",
@@ -177,15 +211,23 @@ void detail::plan_sharded_step(const StepPlanInput& in, StepPlan& plan) {
   StepPhase norm{"gradient norm", "The squares of each rank's gradient shards, summed within " + group + ".", {}, working};
   add_scalar(norm.collectives, S, 1, "sum of squared gradients (f64)");
   plan.step.push_back(norm);
-  plan.step.push_back({"optimizer step", "Each rank steps its shard of every unit and writes it into its parameter "
-                                         "shard; sharded parameters stay sharded until their next forward.", {}, working});
+  StepPhase opt{"optimizer step", "Each rank steps its shard of every unit and writes it into its parameter "
+                                   "shard; sharded parameters stay sharded until their next forward.", {}, working};
+  if (offload_optimizer) opt.what += " The step runs on the host (multithreaded AdamW).";
+  if (o.offload_optimizer && !o.offload_param) {
+    opt.what += " Each updated shard goes up while the next is rounded; a unit's next gather waits only for its own.";
+    for (int u = 0; u < static_cast<int>(plan.units.size()); ++u) opt.copies.push_back(copy(u, true, "updated parameter shard"));
+  }
+  plan.step.push_back(opt);
   if (persistent_full > 0) {
     StepPhase gather{"re-gather persistent unit", "The persistent small parameters stay whole: their updated shards are all-gathered.",
                      {}, working};
     for (int u = 0; u < static_cast<int>(plan.units.size()); ++u)
-      if (plan.units[u].hook < 0)
+      if (plan.units[u].hook < 0) {
         gather.collectives.push_back(planned_collective(CollectiveKind::all_gather, S, plan.units[u].layout.padded_numel * pbytes,
                                                         unit_words(u, "parameters"), u, u + 1));
+        if (o.offload_param) gather.copies.push_back(copy(u, true, "parameter shard"));
+      }
     plan.step.push_back(gather);
   }
 }

@@ -192,5 +192,13 @@ if "$SHARDLAB" explain zero2 --world-size 2 plan.yaml > explain.log 2> explain.e
     || bad "explain: $per_step per step vs the run's '$ran' over 3 steps"
 else bad "explain: $(head -c 400 explain.err)"; fi
 expect_error "explain: unknown preset" "unknown sharding preset 'zero9'" "$SHARDLAB" explain zero9 --world-size 2 plan.yaml
+# A plan needs no GPU: an FSDP config with parameter offload on device cuda lists every shard's trip
+# to the device and back (their bytes are held equal to a traced step in test_engine_mpi).
+write_config offload.yaml "output_dir: run_off" "device: cuda" "bf16: true" "fsdp: [full_shard, auto_wrap, offload]"
+if "$SHARDLAB" explain fsdp_full_shard --world-size 4 offload.yaml > explain_off.log 2> explain_off.err; then
+  grep -q "copy up to the device" explain_off.log && grep -q "copy down to the host" explain_off.log \
+    && grep -q "^offload copies per step" explain_off.log && grep -q "own shard (1/4, bf16) on the host" explain_off.log \
+    && ok "explain: parameter offload's copies and host-side shards" || bad "explain: no offload copies in $(tail -3 explain_off.log)"
+else bad "explain offload: $(head -c 400 explain_off.err)"; fi
 
 finish mpi_train_test

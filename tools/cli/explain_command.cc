@@ -48,11 +48,16 @@ void print_phases(const std::vector<dist::StepPhase>& phases, int world) {
                   (c.group_size == world ? "over all ranks" : "in groups of " + std::to_string(c.group_size)).c_str(),
                   c.tensor.c_str(), bytes(c.payload_bytes).c_str(), bytes(c.wire_bytes).c_str());
     if (p.collectives.empty()) std::printf("   (no communication)\n");
+    for (const dist::PlannedCopy& c : p.copies)
+      std::printf("   <> %-30s %-70s %s\n", c.to_device ? "copy up to the device" : "copy down to the host",
+                  c.tensor.c_str(), bytes(c.bytes).c_str());
     const dist::RankHoldings& h = p.after;
     std::printf("   each rank now holds: parameters %s %s | gradients %s %s | optimizer %s %s", h.parameters.c_str(),
                 bytes(h.parameter_bytes).c_str(), h.gradients.c_str(), bytes(h.gradient_bytes).c_str(),
                 h.optimizer.c_str(), bytes(h.optimizer_bytes).c_str());
-    std::printf(" | total %s\n", bytes(h.parameter_bytes + h.gradient_bytes + h.optimizer_bytes).c_str());
+    std::printf(" | total %s", bytes(h.parameter_bytes + h.gradient_bytes + h.optimizer_bytes).c_str());
+    if (h.host_bytes > 0) std::printf(" (%s of it on the host)", bytes(h.host_bytes).c_str());
+    std::printf("\n");
   }
 }
 
@@ -79,7 +84,11 @@ int run_explain(const std::vector<std::string>& argv) {
   const int64_t world = args.get_int("world-size", 0);
   SL_CHECK(world >= 1, "shardlab explain: --world-size N (N >= 1) is required");
   const std::string config_path = args.positional().size() == 2 ? args.positional()[1] : "configs/tiny.yaml";
-  const config::TrainConfig cfg = config::resolve_auto(config::load_train_config(config_path), config::RuntimeCaps{});
+  // A plan, not a run: a config that says device cuda is planned for the GPU it names (an H100-class
+  // one: bf16 and TF32), whether or not this machine has one; `auto` plans for the CPU.
+  const config::TrainConfig loaded = config::load_train_config(config_path);
+  const bool planned_gpu = loaded.device == config::DeviceKind::cuda;
+  const config::TrainConfig cfg = config::resolve_auto(loaded, config::RuntimeCaps{planned_gpu, planned_gpu, planned_gpu});
 
   // The config's model, built (not loaded: base_model's config.json only) and never run.
   const nn::PrecisionPolicy precision = precision_from(cfg);
@@ -139,6 +148,10 @@ int run_explain(const std::vector<std::string>& argv) {
   print_phases(plan.step, static_cast<int>(world));
   print_totals(plan.setup, "collectives when the engine is built:");
   print_totals(plan.step, "collectives per step (what the communication ledger counts):");
+  const std::array<int64_t, 2> copies = dist::copy_totals(plan.step);
+  if (copies[0] + copies[1] > 0)
+    std::printf("\noffload copies per step (asynchronous, overlapped as described): %s up to the device, %s down to the host\n",
+                bytes(copies[0]).c_str(), bytes(copies[1]).c_str());
   return 0;
 }
 

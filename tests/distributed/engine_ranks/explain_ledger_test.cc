@@ -6,8 +6,11 @@
 // parameters) and with activation checkpointing; hybrid with every group size that divides the world.
 #include <gtest/gtest.h>
 
+#include "core/trace.h"
+#include "distributed/host_staged_process_group.h"
 #include "distributed/step_plan.h"
 #include "tests/distributed/mpi_ranks/mpi_test_world.h"
+#include "tests/support/emulated_cuda.h"
 #include "tests/trainer/data_parallel_fixtures.h"
 
 namespace shardlab::dist::testing {
@@ -38,15 +41,34 @@ struct Case {
   int64_t persistence = 0;
   int hybrid_group = 0;
   bool checkpointing = false;
+  // On the emulated device, with offload: the planned copies must equal the traced ones too.
+  bool offload_optimizer = false;
+  bool offload_param = false;
 };
 
+// Bytes of the asynchronous offload copies in the trace since start: {up to the device, down to the host}.
+std::array<int64_t, 2> traced_offload_copies() {
+  std::array<int64_t, 2> bytes{};
+  for (const trace::Event& e : trace::snapshot().events) {
+    if (e.category != trace::Category::copy || e.name.rfind("async copy to ", 0) != 0) continue;
+    const size_t at = e.args.find("\"bytes\":");
+    bytes[e.name == "async copy to device" ? 0 : 1] += std::stoll(e.args.substr(at + 8));
+  }
+  return bytes;
+}
+
 void check_case(ProcessGroup& group, const Case& c) {
+  const bool offload = c.offload_optimizer || c.offload_param;
   const std::string what = std::string(preset_name(c.preset)) + " " + dtype_name(c.dtype) +
                            (c.overlap ? " overlap" : " no overlap") + " " + wrap_policy_name(c.wrap) + " persistence " +
-                           std::to_string(c.persistence) + " group " + std::to_string(c.hybrid_group);
+                           std::to_string(c.persistence) + " group " + std::to_string(c.hybrid_group) +
+                           (c.offload_param ? " offload_param" : c.offload_optimizer ? " offload_optimizer" : "");
   models::LlamaForCausalLM model(train::tiny(), 21);
   model.to(c.dtype);
   model.set_gradient_checkpointing(c.checkpointing);
+  const Device device = offload ? Device::cuda(0) : Device::cpu();  // offload moves state off a device
+  model.to(device);
+  std::shared_ptr<ProcessGroup> staged = for_device(std::shared_ptr<ProcessGroup>(&group, [](ProcessGroup*) {}), device);
   DataParallelOptions o;
   o.preset = c.preset;
   o.reduce_bucket_size = 600;     // several buckets for the ~3.6k-parameter model
@@ -57,12 +79,14 @@ void check_case(ProcessGroup& group, const Case& c) {
   o.hybrid_shard_group_size = c.hybrid_group;
   o.prefetch_bucket_size = 800;
   o.reduce_dtype = c.dtype;
+  o.offload_optimizer = c.offload_optimizer;
+  o.offload_param = c.offload_param;
   // Planned from the model's names, shapes and modules alone, before the engine touches anything.
   StepPlanInput input{planned_parameters(model.named_parameters()), &model, o, group.size(), c.dtype,
                       OptimizerStateKind::adamw};
   const StepPlan plan = plan_step(input);
   group.ledger().reset();
-  DataParallelEngine engine(model, group, o);
+  DataParallelEngine engine(model, *staged, o);
   nn::AdamW optimizer(engine.optimizer_params(), 1e-3);
   expect_ledger_equals_plan(group.ledger(), plan.setup, group.size(), what + " (build)");
   ASSERT_EQ(engine.buckets().size(), plan.buckets.size()) << what;
@@ -78,11 +102,21 @@ void check_case(ProcessGroup& group, const Case& c) {
 
   train::TrainerOptions to = train::dp_options(1);
   to.gradient_accumulation_steps = 1;  // the plan is of one micro batch per rank
+  to.device = device;
   train::RankStream data(1, group.rank(), group.size());
   train::Trainer trainer(model, optimizer, data, to, std::function<double()>{}, train::MixedPrecision{}, &engine);
   group.ledger().reset();
+  trace::start();
   trainer.step();
+  trace::stop();
   expect_ledger_equals_plan(group.ledger(), plan.step, group.size(), what + " (step)");
+  const std::array<int64_t, 2> planned = copy_totals(plan.step), traced = traced_offload_copies();
+  EXPECT_EQ(traced[0], planned[0]) << what << ": bytes copied up to the device";
+  EXPECT_EQ(traced[1], planned[1]) << what << ": bytes copied down to the host";
+  if (offload) EXPECT_GT(planned[0] * planned[1], 0) << what << ": offload copies both ways";
+  const ModelStateBytes state = engine.model_state_bytes(optimizer);
+  const RankHoldings& held = plan.step.back().after;
+  EXPECT_EQ(held.parameter_bytes + held.gradient_bytes + held.optimizer_bytes, static_cast<int64_t>(state.total())) << what;
 }
 
 TEST(ExplainRanks, StepPlanEqualsTheLedgerOfARealStep) {
@@ -99,6 +133,21 @@ TEST(ExplainRanks, ShardedUnitsPlanEqualsTheLedgerOfARealStep) {
   check_case(world(), {Preset::zero3, DType::f32, true, WrapPolicy::decoder_layer, 0, 0, true});
   for (int g = 1; g <= world().size(); ++g)
     if (world().size() % g == 0) check_case(world(), {Preset::hybrid_shard, DType::f32, true, WrapPolicy::decoder_layer, 0, g});
+}
+
+// Offload on the (emulated) device: the planned host<->device copies equal the traced ones, byte for
+// byte, besides the collectives; the bucket engine and the sharded units, each offload.
+TEST(ExplainRanks, OffloadCopiesPlanEqualsTheTraceOfARealStep) {
+  shardlab::testing::use_emulated_cuda();
+  for (DType d : {DType::f32, DType::bf16}) {
+    check_case(world(), {.preset = Preset::zero2, .dtype = d, .overlap = true, .offload_optimizer = true});
+    check_case(world(), {.preset = Preset::ddp, .dtype = d, .overlap = true, .offload_optimizer = true});
+    check_case(world(), {.preset = Preset::zero3, .dtype = d, .overlap = true, .offload_optimizer = true});
+    check_case(world(), {.preset = Preset::zero3, .dtype = d, .overlap = true, .offload_param = true});
+  }
+  check_case(world(), {.preset = Preset::zero3, .dtype = DType::bf16, .overlap = true, .wrap = WrapPolicy::per_parameter,
+                       .persistence = 20, .offload_param = true});
+  shardlab::testing::remove_emulated_cuda();
 }
 
 // The plan is not vacuous: on 2+ ranks it has the bucket collectives and the host scalars.
