@@ -18,4 +18,7 @@ int run_convert(const std::vector<std::string>& args);
 int run_bench(const std::vector<std::string>& args);
 int run_simulate(const std::vector<std::string>& args);
 
+// `shardlab <command> [options]`: dispatches to the above, prints usage or the error line.
+int run_command_line(int argc, char** argv);
+
 }  // namespace shardlab::cli

@@ -1,5 +1,6 @@
-// The shardlab command: `shardlab train CONFIG.yaml`, `shardlab eval ...`, `shardlab generate ...`.
-// Every error ends the process with one line naming the culprit and exit code 1.
+// The shardlab command line: `shardlab train CONFIG.yaml`, `shardlab eval ...`, `shardlab generate ...`.
+// Every error ends the process with one line naming the culprit and exit code 1. main() is in
+// shardlab_main.cc (tests/cli/emulated_main.cc runs the same commands on an emulated device).
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -28,7 +29,7 @@ constexpr const char* kUsage =
     "                                             sharding presets head-to-head (run under mpirun -np N)\n";
 }
 
-int main(int argc, char** argv) {
+int shardlab::cli::run_command_line(int argc, char** argv) {
   if (argc < 2 || std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0) {
     std::fputs(kUsage, argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;
