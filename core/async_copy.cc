@@ -40,9 +40,9 @@ PendingCopyHandle copy_async(const Tensor& dst, const Tensor& src) {
   const char* name = dst.device().is_cpu() ? "async copy to host" : "async copy to device";
   const auto args = [&] { return trace::Args().add("bytes", dst.nbytes()).add("device", side.str()).json(); };
   const trace::Scope span(name, trace::Category::copy, args);  // the issue; its wait is traced below
-  return std::make_shared<TracedCopy>(
-      detail::device_kernel(side, &DeviceKernels::copy_between_devices_async, "copy_async")(dst, src),
-      trace::enabled() ? args() : std::string());
+  PendingCopyHandle copy = detail::device_kernel(side, &DeviceKernels::copy_between_devices_async, "copy_async")(dst, src);
+  // Untraced runs get the backend's handle as it is: no wrapper allocated per copy.
+  return trace::enabled() ? std::make_shared<TracedCopy>(std::move(copy), args()) : copy;
 }
 
 }  // namespace shardlab

@@ -278,9 +278,9 @@ Tensor ShardedUnits::downloaded_gradient(int u) {
 
 void ShardedUnits::drop_uploads() {
   // Shards uploaded ahead for a gather that did not come (the last prefetch of a pass) would be
-  // stale after the step: let them land and free them.
+  // stale after the step: let them land and free them. (A gather resets its unit's upload.)
   for (auto& unit : units_)
-    if (unit->state != Gather::in_flight && unit->upload) {
+    if (unit->upload) {
       unit->upload->wait();
       unit->upload.reset();
       unit->shard_up = Tensor();

@@ -39,6 +39,15 @@ namespace fs = std::filesystem;
 
 namespace {
 
+dist::CommBackend comm_backend(config::DdpBackend backend) {
+  switch (backend) {
+    case config::DdpBackend::automatic: return dist::CommBackend::automatic;
+    case config::DdpBackend::nccl: return dist::CommBackend::nccl;
+    case config::DdpBackend::mpi: return dist::CommBackend::mpi;
+  }
+  return dist::CommBackend::automatic;
+}
+
 // Every rank's memory ledger (CPU; peak and, in parentheses, live MiB per tag), gathered into one
 // table for rank 0. Collective: every rank calls it.
 std::string per_rank_memory_table(dist::ProcessGroup& group) {
@@ -185,9 +194,7 @@ int run_train(const std::vector<std::string>& argv) {
     const dist::DataParallelOptions o = data_parallel_options(cfg, ds, world->size());
     // GPU tensors: NCCL when every rank has its own GPU, else host copies around the MPI
     // collectives (ddp_backend chooses; distributed/device_process_group.h).
-    const dist::CommBackend backends[] = {dist::CommBackend::automatic, dist::CommBackend::nccl, dist::CommBackend::mpi};
-    dist::DeviceGroup device_group =
-        dist::device_process_group(world, device, backends[static_cast<int>(cfg.distributed.ddp_backend)]);
+    dist::DeviceGroup device_group = dist::device_process_group(world, device, comm_backend(cfg.distributed.ddp_backend));
     engine_group = device_group.group;
     if (rank0 && !device.is_cpu()) std::printf("# collectives: %s\n", device_group.reason.c_str());
     dp = dist::make_data_parallel(*model, *engine_group, o, precision, make_optimizer, sc);
